@@ -22,6 +22,7 @@ run: setup
 	$(BIN)/python -m sdar_envs.alfworld.play
 
 test: setup
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
 lint: setup

@@ -72,7 +72,8 @@ class AlfredEngine:
         try:
             self._env.load(data)
         except (Exception, SystemExit) as err:  # fast-downward's translator exits on bad PDDL
-            raise ValueError(f"{game_file}: the engine could not load this game ({type(err).__name__}: {err}).") from err
+            reason = f"{type(err).__name__}: {err}"
+            raise ValueError(f"{game_file}: the engine could not load this game ({reason}).") from err
         self.game_file = Path(game_file)
 
     def reset(self) -> EngineState:

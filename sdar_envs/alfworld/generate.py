@@ -74,7 +74,7 @@ def generate_set(
         with ProcessPoolExecutor(workers, initializer=_worker_init) as pool:
             folders = list(pool.map(_work, jobs, chunksize=4))
     games: dict[str, list[str]] = {split: [] for split in counts}
-    for job, folder in zip(jobs, folders):
+    for job, folder in zip(jobs, folders, strict=True):
         games[job[1]].append(Path(folder).relative_to(root / job[1]).as_posix())
     manifest = {
         "generator_version": GENERATOR_VERSION,
@@ -104,7 +104,7 @@ def default_games_root(log=None) -> Path:
     if (final / JSON_DIR / MANIFEST).is_file():
         return final / JSON_DIR
     log = log or (lambda msg: print(msg, file=sys.stderr))
-    log(f"sdar/ALFWorld: no data configured (data_dir= or $ALFWORLD_DATA); building the embedded set once.")
+    log("sdar/ALFWorld: no data configured (data_dir= or $ALFWORLD_DATA); building the embedded set once.")
     tmp = final.with_name(f"{name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     generate_set(tmp, DEFAULT_COUNTS, DEFAULT_SEED, difficulty, log=log)
@@ -119,9 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sdar_envs.alfworld.generate", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, required=True, help="folder to write json_2.1.1/ into")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
-    parser.add_argument("--train", type=int, default=DEFAULT_COUNTS["train"], help="games in train")
-    parser.add_argument("--valid-seen", type=int, default=DEFAULT_COUNTS["valid_seen"], help="games in valid_seen")
-    parser.add_argument("--valid-unseen", type=int, default=DEFAULT_COUNTS["valid_unseen"], help="games in valid_unseen")
+    for split in SPLITS:
+        flag = "--" + split.replace("_", "-")
+        parser.add_argument(flag, type=int, default=DEFAULT_COUNTS[split], help=f"games in {split}")
     defaults = Difficulty()
     parser.add_argument("--max-receptacles", type=int, default=defaults.max_receptacles)
     parser.add_argument("--distractors", type=int, default=defaults.distractors)
@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         difficulty = Difficulty(args.max_receptacles, args.distractors, args.max_targets)
     except ValueError as err:
         parser.error(str(err))
-    counts = {"train": args.train, "valid_seen": args.valid_seen, "valid_unseen": args.valid_unseen}
+    counts = {split: getattr(args, split) for split in SPLITS}
     if (args.out / JSON_DIR).exists():
         parser.error(f"{args.out / JSON_DIR} already exists; choose another --out or remove it.")
     generate_set(args.out, counts, args.seed, difficulty, args.workers)

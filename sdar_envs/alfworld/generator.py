@@ -244,7 +244,8 @@ def _problem_text(
 
     init = [f"(atLocation agent1 {start})"]
     for r in kept:
-        init += [f"(receptacleType {rec_names[r]} {r.rtype}Type)", f"(receptacleAtLocation {rec_names[r]} {rec_locs[r]})"]
+        init.append(f"(receptacleType {rec_names[r]} {r.rtype}Type)")
+        init.append(f"(receptacleAtLocation {rec_names[r]} {rec_locs[r]})")
         if r.rtype in c.OPENABLE_CLASS_SET:
             init.append(f"(openable {rec_names[r]})")
     flags = {rule: scenes.action_classes(rule) for rule in OBJECT_FLAGS}

@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--episodes", type=int, default=24)
     parser.add_argument("--max-steps", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--data-dir", default=None, help="json_2.1.1 data (default: $ALFWORLD_DATA or the embedded set)")
+    parser.add_argument("--data-dir", default=None, help="json_2.1.1 data (default: $ALFWORLD_DATA or embedded)")
     args = parser.parse_args(argv)
     if args.episodes < 1:
         parser.error(f"--episodes={args.episodes}: expected at least 1.")

@@ -79,7 +79,7 @@ def action_classes(kind: str) -> frozenset[str]:
     return frozenset(constants().VAL_ACTION_OBJECTS[kind])
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load_scene(number: int) -> Scene:
     c = constants()
     base = layouts_dir() / f"FloorPlan{number}"

@@ -1,0 +1,108 @@
+"""The env contract of sdar_envs.core, on a tiny env defined here."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+from sdar_envs.core import INFO_KEYS, TaskStart, TextEnv, TextSpace, Transition
+
+
+class GuessEnv(TextEnv):
+    """Guess the task's secret word; three tasks of two types."""
+
+    splits = ("train", "test")
+    secrets = {"t0": ("apple", "fruit"), "t1": ("pear", "fruit"), "t2": ("oak", "tree")}
+
+    @property
+    def task_ids(self):
+        return list(self.secrets)
+
+    @property
+    def task_types(self):
+        return [t for _, t in self.secrets.values()]
+
+    def _start(self, index):
+        self.word, kind = list(self.secrets.values())[index]
+        return TaskStart(f"Guess the {kind}.", f"guess the {kind}", kind, ["guess[apple]", "guess[pear]", "guess[oak]"])
+
+    def _act(self, action):
+        valid = action.startswith("guess[") and action.endswith("]")
+        won = valid and action[6:-1] == self.word
+        return Transition("Right!" if won else "No.", float(won), won, won, float(won), valid, [])
+
+
+def test_check_env_passes():
+    check_env(GuessEnv(render_mode="ansi"))
+
+
+def test_info_has_exactly_the_contract_keys_on_reset_and_step():
+    env = GuessEnv()
+    _, info = env.reset(seed=0)
+    assert set(info) == set(INFO_KEYS)
+    *_, info = env.step("guess[oak]")
+    assert set(info) == set(INFO_KEYS)
+
+
+def test_task_selection_by_id_index_and_seed():
+    env = GuessEnv()
+    assert env.reset(options={"task_id": "t2"})[1]["task_type"] == "tree"
+    assert env.reset(options={"task_index": 1})[1]["task_id"] == "t1"
+    assert env.reset(options={"task_index": -1})[1]["task_id"] == "t2"
+    first = [env.reset(seed=s)[1]["task_id"] for s in range(10)]
+    again = [GuessEnv().reset(seed=s)[1]["task_id"] for s in range(10)]
+    assert first == again and len(set(first)) > 1
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"task_id": "nope"}, "no such task"),
+        ({"task_index": 3}, "expected an int in [0, 3)"),
+        ({"task_index": "1"}, "expected an int"),
+        ({"task_id": "t0", "task_index": 0}, "not both"),
+        ({"taskid": "t0"}, "unknown option"),
+    ],
+)
+def test_bad_task_options_say_what_is_wrong(options, message):
+    with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")):
+        GuessEnv().reset(options=options)
+
+
+def test_bad_constructor_arguments():
+    with pytest.raises(ValueError, match="unknown split 'dev'"):
+        GuessEnv(split="dev")
+    with pytest.raises(ValueError, match="render_mode='human'"):
+        GuessEnv(render_mode="human")
+
+
+def test_step_contract():
+    env = GuessEnv(render_mode="ansi")
+    with pytest.raises(RuntimeError, match="before reset"):
+        env.step("guess[oak]")
+    env.reset(options={"task_id": "t0"})
+    with pytest.raises(TypeError, match="takes the action as a str"):
+        env.step(3)
+    obs, reward, terminated, truncated, info = env.step("apple")
+    assert (obs, reward, terminated, info["action_valid"], info["step"]) == ("No.", 0.0, False, False, 1)
+    obs, reward, terminated, truncated, info = env.step("guess[apple]")
+    assert (reward, terminated, truncated, info["won"], info["score"], info["step"]) == (1.0, True, False, True, 1.0, 2)
+    assert env.render() == "Guess the fruit.\n> apple\nNo.\n> guess[apple]\nRight!"
+
+
+def test_text_space_holds_any_string():
+    space = TextSpace(10)
+    assert space.contains("über café")
+    assert space.contains("")
+    assert not space.contains("x" * 11)
+    assert not space.contains(b"bytes")
+    assert isinstance(space.sample(), str)
+
+
+def test_vector_env_runs_group_of_one_task():
+    envs = gym.vector.SyncVectorEnv([GuessEnv for _ in range(3)])
+    _, infos = envs.reset(options={"task_id": "t1"})
+    assert list(infos["task_id"]) == ["t1"] * 3
+    _, rewards, terminated, _, _ = envs.step(["guess[pear]", "guess[oak]", "x"])
+    assert list(rewards) == [1.0, 0.0, 0.0] and list(terminated) == [True, False, False]
