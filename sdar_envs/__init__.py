@@ -18,5 +18,4 @@ if "sdar/ALFWorld-v0" not in registry:
         id="sdar/ALFWorld-v0",
         entry_point="sdar_envs.alfworld.env:ALFWorldEnv",
         max_episode_steps=50,
-        disable_env_checker=True,  # the tests run gymnasium's full check_env instead
     )
