@@ -91,6 +91,8 @@ class TextEnv(gym.Env[str, str]):
 
     metadata = {"render_modes": ["ansi"], "render_fps": 1}
     splits: tuple[str, ...] = ("train", "test")
+    #: The env's default skill bank: a bundled bank name or a path (see `sdar_envs.wrappers`).
+    skill_bank: str | None = None
 
     def __init__(self, split: str = "train", render_mode: str | None = None) -> None:
         if split not in self.splits:

@@ -70,6 +70,7 @@ class ALFWorldEnv(TextEnv):
     """
 
     splits = data.SPLITS
+    skill_bank = "alfworld"
 
     def __init__(
         self,
