@@ -63,6 +63,8 @@ class ALFWorldEnv(TextEnv):
     - `data_dir`: a folder holding `json_2.1.1/` (or that folder itself). Default: `$ALFWORLD_DATA`,
       else the embedded set generated offline (`sdar_envs.alfworld.generate`) into the cache.
     - `task_types`: restrict the split to these types.
+    - `embedded`: which embedded set to play when no data is configured: "default" (rooms of up to
+      10 receptacles, 120/24/24 games) or "small" (4 receptacles, few objects, 60/12/12 games).
     - `render_mode`: "ansi" renders the transcript.
 
     ## Version History
@@ -78,13 +80,14 @@ class ALFWorldEnv(TextEnv):
         data_dir: str | os.PathLike | None = None,
         task_types: Sequence[str] | None = None,
         render_mode: str | None = None,
+        embedded: str = "default",
     ) -> None:
         super().__init__(split=split, render_mode=render_mode)
         root = data.resolve_root(data_dir)
         if root is None:
             from sdar_envs.alfworld.generate import default_games_root
 
-            root = default_games_root()
+            root = default_games_root(embedded=embedded)
         self.data_root = root
         self.games = data.discover_games(root, split, tuple(task_types) if task_types else None)
         if not self.games:

@@ -24,12 +24,18 @@ from pathlib import Path
 from sdar_envs.alfworld.data import JSON_DIR, SPLITS
 from sdar_envs.alfworld.engine import AlfredEngine
 from sdar_envs.alfworld.generator import GENERATOR_VERSION, Difficulty, generate_one, plan_split
+from sdar_envs.cache import cache_dir
 
 MANIFEST = "sdar_manifest.json"
-CACHE_ENV_VAR = "SDAR_CACHE_DIR"
 #: The embedded default set: small enough to generate in about a minute on two cores.
 DEFAULT_COUNTS = {"train": 120, "valid_seen": 24, "valid_unseen": 24}
 DEFAULT_SEED = 0
+#: Embedded sets by name: (games per split, difficulty). `small` has 4-receptacle rooms with few
+#: objects and short prompts, for training small models on a CPU.
+EMBEDDED_SETS = {
+    "default": (DEFAULT_COUNTS, Difficulty()),
+    "small": ({"train": 60, "valid_seen": 12, "valid_unseen": 12}, Difficulty(4, 2, 1)),
+}
 
 _ENGINE: AlfredEngine | None = None
 
@@ -88,26 +94,22 @@ def generate_set(
     return root
 
 
-def cache_dir() -> Path:
-    base = os.environ.get(CACHE_ENV_VAR) or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "sdar"
-    )
-    return Path(base)
-
-
-def default_games_root(log=None) -> Path:
-    """The embedded default game set, generated into the cache on first use."""
-    difficulty = Difficulty()
-    key = json.dumps([GENERATOR_VERSION, DEFAULT_SEED, asdict(difficulty), DEFAULT_COUNTS], sort_keys=True)
-    name = f"v{GENERATOR_VERSION}-seed{DEFAULT_SEED}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
+def default_games_root(log=None, embedded: str = "default") -> Path:
+    """An embedded game set (see `EMBEDDED_SETS`), generated into the cache on first use."""
+    if embedded not in EMBEDDED_SETS:
+        raise ValueError(f"embedded={embedded!r}: expected one of {sorted(EMBEDDED_SETS)}.")
+    counts, difficulty = EMBEDDED_SETS[embedded]
+    key = json.dumps([GENERATOR_VERSION, DEFAULT_SEED, asdict(difficulty), counts], sort_keys=True)
+    name = f"v{GENERATOR_VERSION}-{embedded}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
     final = cache_dir() / "alfworld" / name
     if (final / JSON_DIR / MANIFEST).is_file():
         return final / JSON_DIR
     log = log or (lambda msg: print(msg, file=sys.stderr))
-    log("sdar/ALFWorld: no data configured (data_dir= or $ALFWORLD_DATA); building the embedded set once.")
+    log(f"sdar/ALFWorld: no data configured (data_dir= or $ALFWORLD_DATA); building the embedded "
+        f"{embedded!r} game set once.")
     tmp = final.with_name(f"{name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
-    generate_set(tmp, DEFAULT_COUNTS, DEFAULT_SEED, difficulty, log=log)
+    generate_set(tmp, counts, DEFAULT_SEED, difficulty, log=log)
     try:
         tmp.rename(final)
     except OSError:  # another process finished first; its set is identical

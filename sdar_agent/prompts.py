@@ -1,0 +1,93 @@
+"""Prompt templates, one per env, looked up by env id.
+
+Every turn is one fresh user message (the reference layout): the task, how many steps were taken,
+the last k (observation, action) turns, the current observation, the admissible actions, and the
+instruction to reason in `<think>` and answer in `<action>`. A template also names the parser of
+the model's answer, so an env with another answer form (Search-QA's `<search>` / `<answer>`)
+brings both without touching the trainer: `register_template(env_id, template)`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from sdar_agent.parsing import ParsedAction, parse_think_action
+
+THINK_ACTION_INSTRUCTION = (
+    "First reason about what to do next inside <think> </think>. Then write exactly one action "
+    "from the admissible actions inside <action> </action>."
+)
+
+
+@dataclass(frozen=True)
+class PromptTemplate:
+    name: str
+    intro: str
+    """Who the agent is and where; formatted with nothing."""
+    instruction: str = THINK_ACTION_INSTRUCTION
+    parse: Callable[[str], ParsedAction] = parse_think_action
+
+    def render(
+        self,
+        task: str,
+        observation: str,
+        admissible: Sequence[str],
+        history: Sequence[tuple[str, str]],
+        step: int,
+    ) -> str:
+        """The user message for one turn; `history` holds the last k (observation, action) pairs."""
+        parts = [self.intro, f"Your task: {task}"]
+        if step > 0:
+            parts.append(f"You have taken {step} step(s) so far.")
+        if history:
+            first = step - len(history) + 1
+            lines = [f"Step {first + i}: observation: {obs.strip()}\nStep {first + i}: your action: {act}"
+                     for i, (obs, act) in enumerate(history)]
+            parts.append(f"The last {len(history)} step(s):\n" + "\n".join(lines))
+        parts.append(f"Current observation (step {step + 1}):\n{observation.strip()}")
+        if admissible:
+            parts.append("Admissible actions:\n" + "\n".join(f"- {a}" for a in admissible))
+        parts.append(self.instruction)
+        return "\n\n".join(parts)
+
+
+TEMPLATES: dict[str, PromptTemplate] = {
+    "alfworld": PromptTemplate(
+        "alfworld",
+        "You are an agent in a text-based household simulator (ALFWorld). You move between "
+        "receptacles and use objects by typing commands.",
+    ),
+    "generic": PromptTemplate(
+        "generic",
+        "You are an agent acting in a text environment by typing actions.",
+    ),
+}
+ENV_TEMPLATES: dict[str, str] = {"sdar/ALFWorld-v0": "alfworld", "examples/GuessNumber-v0": "generic"}
+
+
+def register_template(env_id: str, template: PromptTemplate) -> None:
+    """Make `template` the default for `env_id` (and selectable by its name)."""
+    TEMPLATES[template.name] = template
+    ENV_TEMPLATES[env_id] = template.name
+
+
+def template_for(env_id: str, name: str = "auto") -> PromptTemplate:
+    """The template `name`, or with `auto` the one registered for `env_id` (else `generic`)."""
+    if name == "auto":
+        name = ENV_TEMPLATES.get(env_id.split(":")[-1], "generic")
+    if name not in TEMPLATES:
+        raise ValueError(f"rollout.template={name!r}: expected 'auto' or one of {sorted(TEMPLATES)}.")
+    return TEMPLATES[name]
+
+
+def chat_ids(tokenizer, user_message: str, prefix: str = "") -> list[int]:
+    """Token ids of a one-message chat, ready for generation.
+
+    `prefix` is raw text put before the chat-formatted prompt (how the reference SDAR code gives
+    the teacher its skills).
+    """
+    text = tokenizer.apply_chat_template(
+        [{"role": "user", "content": user_message}], tokenize=False, add_generation_prompt=True
+    )
+    return tokenizer(prefix + text, add_special_tokens=False)["input_ids"]

@@ -1,0 +1,117 @@
+"""Metrics: one JSON line per step, TensorBoard scalars, and a PNG of the curves at the end.
+
+Every key is `namespace/quantity`; the full list is in `METRICS` (and the README).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+METRICS = {
+    "episode/success_rate": "share of training episodes won",
+    "episode/success_rate/<task_type>": "the same per task type",
+    "episode/return": "mean episode return (env reward x rollout.win_reward)",
+    "episode/length": "mean turns per episode",
+    "episode/valid_action_ratio": "share of turns whose response followed the <think>/<action> format",
+    "episode/admissible_action_ratio": "share of turns the env accepted (info['action_valid'])",
+    "episode/dropped": "trajectories dropped because their env failed",
+    "actor/pg_loss": "PPO-clip policy loss (token mean)",
+    "actor/kl": "low-variance KL to the reference (when algo.kl_coef > 0)",
+    "actor/clipfrac": "share of tokens where the clip was active",
+    "actor/entropy": "mean per-token entropy of the policy on its responses",
+    "actor/grad_norm": "gradient norm before clipping",
+    "actor/lr": "learning rate",
+    "rollout/response_tokens": "mean tokens per response",
+    "rollout/prompt_tokens": "mean tokens per prompt",
+    "rollout/samples": "turn samples trained on",
+    "perf/rollout_s": "seconds spent in rollouts (generation + env)",
+    "perf/generation_s": "seconds in generation",
+    "perf/env_s": "seconds waiting for envs",
+    "perf/update_s": "seconds in the policy update",
+    "perf/generation_tokens_per_s": "generated tokens per second",
+    "perf/train_tokens_per_s": "prompt+response tokens per second through forward+backward",
+    "val/success_rate": "share of validation episodes won (held-out split)",
+    "val/success_rate/<task_type>": "the same per task type",
+}
+PLOTTED = ["episode/success_rate", "episode/return", "episode/valid_action_ratio", "actor/pg_loss",
+           "actor/kl", "actor/entropy", "val/success_rate"]
+
+
+class Tracker:
+    """Writes metrics from the main process; other processes hold a disabled tracker."""
+
+    def __init__(self, run_dir: Path, enabled: bool, tensorboard: bool = True) -> None:
+        self.run_dir, self.enabled = Path(run_dir), enabled
+        self.path = self.run_dir / "metrics.jsonl"
+        self.writer = None
+        if enabled:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            if tensorboard:
+                try:
+                    from torch.utils.tensorboard import SummaryWriter
+
+                    self.writer = SummaryWriter(str(self.run_dir / "tensorboard"))
+                except ImportError:  # tensorboard is optional
+                    self.writer = None
+
+    def truncate_after(self, step: int) -> None:
+        """Forget metrics past `step` (a resumed run writes them again)."""
+        if not self.enabled or not self.path.is_file():
+            return
+        kept = [line for line in self.path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
+        self.path.write_text("".join(f"{line}\n" for line in kept))
+
+    def log(self, step: int, metrics: dict[str, float]) -> None:
+        if not self.enabled:
+            return
+        clean = {k: float(v) for k, v in metrics.items() if v is not None and math.isfinite(float(v))}
+        with open(self.path, "a") as f:
+            f.write(json.dumps({"step": step, **clean}) + "\n")
+        if self.writer is not None:
+            for key, value in clean.items():
+                self.writer.add_scalar(key, value, step)
+            self.writer.flush()
+
+    def history(self) -> list[dict[str, Any]]:
+        if not self.path.is_file():
+            return []
+        return [json.loads(line) for line in self.path.read_text().splitlines() if line]
+
+    def plot(self) -> Path | None:
+        """Training curves to `curves.png` (needs matplotlib)."""
+        if not self.enabled:
+            return None
+        try:
+            import matplotlib
+
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+        except ImportError:
+            return None
+        rows = self.history()
+        keys = [k for k in PLOTTED if any(k in r for r in rows)]
+        keys += sorted({k for r in rows for k in r if k.startswith("sdar/") and k not in keys})
+        if not keys:
+            return None
+        cols, rows_n = 3, math.ceil(len(keys) / 3)
+        fig, axes = plt.subplots(rows_n, cols, figsize=(4.2 * cols, 3 * rows_n), squeeze=False)
+        for ax, key in zip(axes.flat, keys, strict=False):
+            points = [(r["step"], r[key]) for r in rows if key in r]
+            ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", markersize=3)
+            ax.set_title(key, fontsize=10)
+            ax.set_xlabel("step")
+            ax.grid(alpha=0.3)
+        for ax in list(axes.flat)[len(keys) :]:
+            ax.axis("off")
+        fig.tight_layout()
+        out = self.run_dir / "curves.png"
+        fig.savefig(out, dpi=100)
+        plt.close(fig)
+        return out
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()

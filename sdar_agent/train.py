@@ -1,0 +1,55 @@
+"""Train a Hugging Face causal LM on a registered env.
+
+    python -m sdar_agent.train                                  # the embedded demo (CPU, minutes)
+    python -m sdar_agent.train alfworld_grpo_qwen2.5-3b         # a preset from sdar_agent/configs/
+    python -m sdar_agent.train my.yaml rollout.group_size=4 algo.lr=2e-6
+    accelerate launch --num_processes 2 -m sdar_agent.train demo
+
+The first argument without `=` is a preset name or YAML path (default `demo`); `key=value`
+arguments override it. The config is checked before any model loads. Outputs go to
+`<output_dir>/<name>/`: metrics.jsonl, tensorboard/, curves.png, checkpoints/, final/.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from sdar_agent.config import ConfigError, load_config
+
+
+def split_args(args: list[str]) -> tuple[str, list[str]]:
+    """(preset, overrides) from command-line arguments."""
+    presets = [a for a in args if "=" not in a]
+    if len(presets) > 1:
+        raise ConfigError(f"give at most one preset, got {presets}; overrides are key=value.")
+    return (presets[0] if presets else "demo"), [a for a in args if "=" in a]
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] in ("-h", "--help"):
+        print(__doc__)
+        return 0
+    try:
+        preset, overrides = split_args(args)
+        cfg = load_config(preset, overrides)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    from sdar_agent.trainer import Trainer
+
+    trainer = Trainer(cfg)
+    try:
+        metrics = trainer.train()
+    finally:
+        trainer.close()
+    if trainer.acc.is_main_process:
+        shown = {k: round(v, 4) for k, v in metrics.items() if k.startswith(("episode/success_rate", "val/success"))}
+        print(f"done: {cfg.run_dir} (step {trainer.state.step}); last metrics: {shown}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

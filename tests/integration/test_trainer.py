@@ -1,0 +1,186 @@
+"""The trainer end to end with a tiny random model: rollouts, failures, training, resume, DDP, CLIs."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+pytest.importorskip("transformers", reason="the trainer needs transformers (pip install 'sdar[train]')")
+
+from sdar_agent.config import ModelConfig, load_config  # noqa: E402
+from sdar_agent.logprobs import pack, response_logprobs  # noqa: E402
+from sdar_agent.models import load_policy, load_tokenizer  # noqa: E402
+from sdar_agent.parsing import ParsedAction  # noqa: E402
+from sdar_agent.prompts import PromptTemplate, register_template, template_for  # noqa: E402
+from sdar_agent.rollout import HFGenerator, Sampling, collect  # noqa: E402
+from sdar_agent.workers import EnvPool  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _lenient(text: str) -> ParsedAction:
+    """A random model never writes <think>/<action>: call even-length answers valid, so scores differ."""
+    return ParsedAction(text.strip()[:60].lower(), len(text) % 2 == 0, "" if len(text) % 2 == 0 else "odd")
+
+
+register_template("test/Lenient-v0", PromptTemplate("test-lenient", "You are a test agent.", parse=_lenient))
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.manual_seed(0)
+    cfg = ModelConfig(name="tiny")
+    tokenizer = load_tokenizer(cfg)
+    model, _ = load_policy(cfg, torch.device("cpu"), tokenizer)
+    return model, tokenizer
+
+
+def test_packed_logprobs_equal_unpadded_forward(tiny):
+    model, tokenizer = tiny
+    prompts, responses = [[5, 6, 7, 8], [9, 10]], [[11, 12], [13, 14, 15]]
+    batch = pack(prompts, responses, tokenizer.pad_token_id)
+    with torch.no_grad():
+        logp = response_logprobs(model, batch)  # (2, 3)
+        for row, (p, r) in enumerate(zip(prompts, responses, strict=True)):
+            ids = torch.tensor([p + r])
+            full = torch.log_softmax(model(input_ids=ids).logits[0, :-1].float(), -1)
+            expected = full[len(p) - 1 :].gather(-1, torch.tensor(r)[:, None]).squeeze(-1)
+            assert torch.allclose(logp[row, 3 - len(r) :], expected, atol=1e-5)
+    assert batch["response_mask"].tolist() == [[0, 1, 1], [1, 1, 1]]
+
+
+@pytest.mark.parametrize("workers", [False, True])
+def test_rollout_on_alfworld_forms_groups(tiny, alfworld_games, workers):
+    model, tokenizer = tiny
+    pool = EnvPool("sdar/ALFWorld-v0", {"data_dir": str(alfworld_games)}, 4, max_turns=2, use_workers=workers)
+    try:
+        tasks = list(pool.call("task_ids"))[:2]
+        batch = collect(HFGenerator(model, tokenizer, 8), tokenizer, pool, template_for("sdar/ALFWorld-v0"), tasks, 2,
+                        Sampling(8), max_turns=2, history_length=1, max_prompt_tokens=1024, win_reward=10.0,
+                        invalid_penalty=0.1)
+    finally:
+        pool.close()
+    assert len(batch.episodes) == 4 and batch.dropped == 0
+    assert {e.group for e in batch.episodes} == {0, 1} and len({e.traj for e in batch.episodes}) == 4
+    assert len(batch.samples) == 8  # 4 trajectories x 2 turns (a random model never wins)
+    s = batch.samples[0]
+    assert s.prompt_ids and 1 <= len(s.response_ids) <= 8 and s.task_id in tasks and s.task_type
+    assert all(x.score == -0.1 for x in batch.samples if not x.valid)  # return 0 minus the penalty
+    assert [x.step for x in batch.samples if x.traj == 0] == [0, 1]
+
+
+@pytest.mark.parametrize("kind", ["raise", "die", "hang"])
+def test_a_failing_env_is_restarted_and_its_trajectory_dropped(tiny, kind, caplog):
+    import tests.integration.crash_env  # noqa: F401  registers test/Flaky-v0
+
+    model, tokenizer = tiny
+    pool = EnvPool("tests.integration.crash_env:test/Flaky-v0", {}, 2, max_turns=5, use_workers=True,
+                   timeout_s=5.0 if kind == "hang" else 60.0)
+    try:
+        answer = tokenizer("<think>x</think><action>win</action>")["input_ids"]
+
+        def generate(prompts, sampling):
+            return [answer] * len(prompts)
+
+        batch = collect(generate, tokenizer, pool, template_for("test/Flaky-v0"), ["fine", kind], 1, Sampling(8),
+                        max_turns=5, history_length=1, max_prompt_tokens=512, win_reward=1.0, invalid_penalty=0.1)
+        assert batch.dropped == 1 and [e.task_id for e in batch.episodes] == ["fine"] and batch.episodes[0].won
+        assert "dropping its trajectory" in caplog.text
+        again = collect(generate, tokenizer, pool, template_for("test/Flaky-v0"), ["fine", "fine"], 1, Sampling(8),
+                        max_turns=5, history_length=1, max_prompt_tokens=512, win_reward=1.0, invalid_penalty=0.1)
+        assert again.dropped == 0 and all(e.won for e in again.episodes)  # the restarted slot works
+    finally:
+        pool.close()
+
+
+def run_train(tmp_path, games, name, *extra, steps=2):
+    from sdar_agent.trainer import Trainer
+
+    cfg = load_config("demo", [
+        "model.name=tiny", f"name={name}", f"output_dir={tmp_path}", f"steps={steps}", "save_every=2",
+        "val_every=0", "env.num_workers=0", "rollout.tasks_per_step=2", "rollout.group_size=2",
+        "rollout.max_response_tokens=8", "env.max_turns=2", "log.progress=false", "log.tensorboard=false",
+        "algo.lr=1e-3", "algo.micro_batch_size=3", f"env.kwargs={{data_dir: {games}}}",
+        "rollout.template=test-lenient", *extra,
+    ])
+    trainer = Trainer(cfg)
+    before = {k: v.clone() for k, v in trainer.acc.unwrap_model(trainer.model).state_dict().items()}
+    try:
+        trainer.train()
+    finally:
+        trainer.close()
+    after = trainer.acc.unwrap_model(trainer.model).state_dict()
+    changed = any(not torch.equal(before[k], after[k]) for k in before)
+    rows = [json.loads(line) for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
+    return rows, changed
+
+
+def test_two_training_steps(tmp_path, alfworld_games):
+    rows, changed = run_train(tmp_path, alfworld_games, "two", "algo.kl_coef=0.05", "val_every=2", "val_tasks=2")
+    assert [r["step"] for r in rows] == [1, 2] and changed
+    last = rows[-1]
+    for key in ("actor/pg_loss", "actor/kl", "actor/grad_norm", "episode/success_rate", "episode/valid_action_ratio",
+                "perf/train_tokens_per_s", "val/success_rate"):
+        assert key in last and last[key] == last[key], key  # present and not NaN
+    run = tmp_path / "two"
+    assert (run / "checkpoints" / "step_000002" / "sdar_state.json").is_file()
+    assert (run / "final" / "config.json").is_file() and (run / "curves.png").is_file()
+
+
+def test_lora_training_changes_only_the_adapter(tmp_path, alfworld_games):
+    rows, changed = run_train(tmp_path, alfworld_games, "lora", "model.lora_rank=4", "algo.kl_coef=0.05", steps=1)
+    assert changed and "actor/kl" in rows[0]
+    assert (tmp_path / "lora" / "final" / "adapter_config.json").is_file()
+
+
+def test_resume_reproduces_the_uninterrupted_run(tmp_path, alfworld_games):
+    full, _ = run_train(tmp_path, alfworld_games, "full", steps=4)
+    run_train(tmp_path, alfworld_games, "half", steps=2)
+    resumed, _ = run_train(tmp_path, alfworld_games, "resumed", f"resume={tmp_path / 'half'}", steps=4)
+    assert [r["step"] for r in resumed] == [3, 4]
+    for a, b in zip(full[2:], resumed, strict=True):
+        for key in ("actor/pg_loss", "actor/grad_norm", "episode/return", "rollout/response_tokens"):
+            assert a[key] == pytest.approx(b[key], rel=1e-5, abs=1e-7), key
+
+
+def test_bad_config_fails_before_loading_a_model():
+    result = subprocess.run([sys.executable, "-m", "sdar_agent.train", "rollout.group_sise=4"],
+                            capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert result.returncode == 2 and "unknown config key 'rollout.group_sise'" in result.stderr
+    assert "Did you mean 'group_size'" in result.stderr
+
+
+@pytest.mark.slow
+def test_two_process_accelerate_run(tmp_path, alfworld_games):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    args = ["model.name=tiny", "name=ddp", f"output_dir={tmp_path}", "steps=2", "save_every=0", "val_every=2",
+            "val_tasks=2", "env.num_workers=0", "rollout.tasks_per_step=2", "rollout.group_size=2",
+            "rollout.max_response_tokens=8", "env.max_turns=2", "log.progress=false", "log.tensorboard=false",
+            f"env.kwargs={{data_dir: {alfworld_games}}}"]
+    result = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--cpu",
+                             "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+                             "-m", "sdar_agent.train", "demo", *args],
+                            capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    rows = [json.loads(line) for line in (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2]
+    assert rows[-1]["rollout/samples"] > 0 and "val/success_rate" in rows[-1]
+    assert (tmp_path / "ddp" / "final" / "model.safetensors").is_file()
+
+
+def test_evaluate_cli_on_a_trained_checkpoint(tmp_path, alfworld_games):
+    run_train(tmp_path, alfworld_games, "ev", steps=2)
+    from sdar_agent.evaluate import main
+
+    for checkpoint in (tmp_path / "ev" / "final", tmp_path / "ev" / "checkpoints" / "step_000002"):
+        code = main(["demo", "model.name=tiny", f"checkpoint={checkpoint}", "tasks=2", "env.num_workers=0",
+                     "rollout.max_response_tokens=8", "env.max_turns=2", f"env.kwargs={{data_dir: {alfworld_games}}}"])
+        assert code == 0
+        result = json.loads((checkpoint / "eval.json").read_text())
+        assert result["episodes"] == 2 and 0.0 <= result["overall"] <= 1.0
