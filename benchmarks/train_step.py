@@ -109,6 +109,8 @@ def bench_trl(model_cfg: ModelConfig, tokenizer, n_prompts: int, group: int, new
             output_dir=out, per_device_train_batch_size=n_prompts * group, num_generations=group,
             gradient_accumulation_steps=1, max_completion_length=new_tokens, max_steps=1, learning_rate=1e-6,
             logging_steps=1, report_to=[], use_cpu=True, save_strategy="no", beta=0.0,
+            gradient_checkpointing=False,  # ours runs without it too
+            generation_kwargs={"min_new_tokens": new_tokens},  # full-length completions, as ours
         )
         trainer = GRPOTrainer(model=model, reward_funcs=reward, args=args, train_dataset=dataset,
                               processing_class=tokenizer)

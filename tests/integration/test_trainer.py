@@ -184,3 +184,26 @@ def test_evaluate_cli_on_a_trained_checkpoint(tmp_path, alfworld_games):
         assert code == 0
         result = json.loads((checkpoint / "eval.json").read_text())
         assert result["episodes"] == 2 and 0.0 <= result["overall"] <= 1.0
+
+
+def test_ctrl_c_finishes_the_step_and_checkpoints(tmp_path, alfworld_games):
+    import signal
+    import time
+
+    args = ["demo", "model.name=tiny", "name=stop", f"output_dir={tmp_path}", "steps=500", "save_every=0",
+            "val_every=0", "env.num_workers=0", "rollout.tasks_per_step=1", "rollout.group_size=2",
+            "rollout.max_response_tokens=4", "env.max_turns=1", "log.progress=false", "log.tensorboard=false",
+            f"env.kwargs={{data_dir: {alfworld_games}}}"]
+    proc = subprocess.Popen([sys.executable, "-m", "sdar_agent.train", *args], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    metrics = tmp_path / "stop" / "metrics.jsonl"
+    deadline = time.monotonic() + 240
+    while not (metrics.is_file() and metrics.read_text().strip()) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=240)
+    assert proc.returncode == 0, out[-2000:]
+    steps = [json.loads(line)["step"] for line in metrics.read_text().splitlines()]
+    checkpoints = sorted((tmp_path / "stop" / "checkpoints").glob("step_*"))
+    assert checkpoints and checkpoints[-1].name == f"step_{steps[-1]:06d}" and steps[-1] < 500
+    assert "checkpointing" in out and not (tmp_path / "stop" / "final").exists()
