@@ -134,7 +134,8 @@ def test_two_training_steps(tmp_path, alfworld_games):
 
 
 def test_lora_training_changes_only_the_adapter(tmp_path, alfworld_games):
-    rows, changed = run_train(tmp_path, alfworld_games, "lora", "model.lora_rank=4", "algo.kl_coef=0.05", steps=1)
+    rows, changed = run_train(tmp_path, alfworld_games, "lora", "model.lora_rank=4", "algo.kl_coef=0.05",
+                              "model.gradient_checkpointing=true", steps=1)
     assert changed and "actor/kl" in rows[0]
     assert (tmp_path / "lora" / "final" / "adapter_config.json").is_file()
 
