@@ -82,8 +82,27 @@ class RolloutConfig:
 
 
 @dataclass
+class SkillsConfig:
+    """The privileged context: which bank, how skills are retrieved, where they go in the prompt."""
+
+    bank: str = ""
+    """A bundled bank name, a bank file or an SDAR skill folder; empty: the env's own bank."""
+    strategy: Literal["keyword", "full", "random", "ucb"] = "keyword"
+    k: int = 0
+    """Skills to retrieve (see SkillBank.retrieve); 0: the strategy's default."""
+    budget_tokens: int = 512
+    """Most prompt tokens the skills may take (counted with the policy's tokenizer)."""
+    placement: Literal["user_message", "prefix"] = "user_message"
+    """`user_message`: a section of the prompt; `prefix`: raw text before the chat-formatted prompt,
+    as the reference SDAR code does ("[Privileged Skill Information]\n{skills}\n\n")."""
+    ucb_c: float = 1.0
+    """UCB exploration constant."""
+
+
+@dataclass
 class AlgoConfig:
-    name: Literal["grpo"] = "grpo"
+    name: Literal["grpo", "sdar", "opsd", "grpo_opsd", "skill_grpo", "skill_sd", "rlsd"] = "grpo"
+    """See `sdar_agent.algorithms`: all run on one loop."""
     lr: float = 1e-6
     weight_decay: float = 0.0
     clip_eps: float = 0.2
@@ -101,6 +120,23 @@ class AlgoConfig:
     mini_batches: int = 1
     """Optimizer steps per rollout batch."""
     epochs: int = 1
+    sdar_lambda: float = 0.01
+    """lambda: weight of the distillation term in sdar / grpo_opsd / opsd (SDAR paper: 0.01)."""
+    sdar_beta: float = 5.0
+    """beta: gate sharpness, g = sigmoid(beta * delta) (SDAR paper: 5; grpo_opsd forces 0)."""
+    gate: Literal["gap", "entropy", "soft_or"] = "gap"
+    """Gate ablation: on the teacher gap (default), on the student entropy, or their soft OR."""
+    divergence: Literal["reverse_kl", "forward_kl", "jsd"] = "reverse_kl"
+    """reverse_kl: the sampled-token term (default); forward_kl / jsd: full-vocabulary ablations."""
+    divergence_chunk: int = 64
+    """Positions per chunk for the full-vocabulary divergences (bounds memory)."""
+    skill_sd_lambda: float = 0.001
+    """Skill-SD's weight (SDAR code release: 0.001)."""
+    skill_sd_clip: float = 0.2
+    rlsd_lambda: float = 0.5
+    """RLSD's mixing weight at step 0, decayed linearly to 0 over `rlsd_decay_steps` (0.5 / 100)."""
+    rlsd_decay_steps: int = 100
+    rlsd_clip: float = 0.2
 
 
 @dataclass
@@ -129,6 +165,7 @@ class TrainConfig:
     env: EnvConfig = field(default_factory=EnvConfig)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     algo: AlgoConfig = field(default_factory=AlgoConfig)
+    skills: SkillsConfig = field(default_factory=SkillsConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
     @property
@@ -176,6 +213,17 @@ _RULES: list[tuple[str, Any, str]] = [
     ("algo.micro_batch_size", lambda v: v >= 1, ">= 1"),
     ("algo.mini_batches", lambda v: v >= 1, ">= 1"),
     ("algo.epochs", lambda v: v >= 1, ">= 1"),
+    ("algo.sdar_lambda", lambda v: v >= 0, ">= 0"),
+    ("algo.sdar_beta", lambda v: v >= 0, ">= 0"),
+    ("algo.divergence_chunk", lambda v: v >= 1, ">= 1"),
+    ("algo.skill_sd_lambda", lambda v: v >= 0, ">= 0"),
+    ("algo.skill_sd_clip", lambda v: 0 < v < 1, "in (0, 1)"),
+    ("algo.rlsd_lambda", lambda v: 0 <= v <= 1, "in [0, 1]"),
+    ("algo.rlsd_decay_steps", lambda v: v >= 0, ">= 0"),
+    ("algo.rlsd_clip", lambda v: 0 < v < 1, "in (0, 1)"),
+    ("skills.k", lambda v: v >= 0, ">= 0"),
+    ("skills.budget_tokens", lambda v: v >= 0, ">= 0"),
+    ("skills.ucb_c", lambda v: v >= 0, ">= 0"),
 ]
 
 

@@ -33,8 +33,12 @@ def evaluation_tasks(task_ids: list[str], n: int) -> list[str]:
 
 
 def evaluate_policy(generate, tokenizer: Any, pool: EnvPool, template: PromptTemplate, cfg: TrainConfig,
-                    sampling: Sampling, rank: int = 0, world: int = 1, n_tasks: int | None = None) -> dict[str, Any]:
-    """One rollout per task on the pool's split; every process plays its share, results are gathered."""
+                    sampling: Sampling, rank: int = 0, world: int = 1, n_tasks: int | None = None,
+                    skills: Any = None) -> dict[str, Any]:
+    """One rollout per task on the pool's split; every process plays its share, results are gathered.
+
+    `skills` (a `SkillUse` with `in_student=True`) evaluates with skills in the policy's prompt.
+    """
     from accelerate.utils import gather_object
 
     tasks = evaluation_tasks(list(pool.call("task_ids")), n_tasks or cfg.val_tasks)
@@ -43,7 +47,8 @@ def evaluate_policy(generate, tokenizer: Any, pool: EnvPool, template: PromptTem
     for start in range(0, len(mine), pool.n):
         batch = collect(generate, tokenizer, pool, template, mine[start : start + pool.n], 1, sampling,
                         max_turns=cfg.env.max_turns, history_length=cfg.rollout.history_length,
-                        max_prompt_tokens=cfg.rollout.max_prompt_tokens, win_reward=1.0, invalid_penalty=0.0)
+                        max_prompt_tokens=cfg.rollout.max_prompt_tokens, win_reward=1.0, invalid_penalty=0.0,
+                        skills=skills)
         episodes += [(e.task_type, e.won, e.length) for e in batch.episodes]
     if world > 1:
         episodes = gather_object(episodes)

@@ -30,11 +30,15 @@ def pack(prompts: Sequence[list[int]], responses: Sequence[list[int]], pad_id: i
             "response_mask": response_mask}
 
 
-def response_logprobs(model: Any, batch: dict[str, torch.Tensor], with_entropy: bool = False):
-    """Log-probs (B, T) of the response tokens (and their entropies if asked) from one forward.
+def response_logprobs(model: Any, batch: dict[str, torch.Tensor], with_entropy: bool = False,
+                      with_hidden: bool = False):
+    """Log-probs (B, T) of the response tokens, from one forward.
 
     Only the last T + 1 positions go through the LM head (`logits_to_keep`), so memory does not
-    grow with the prompt length.
+    grow with the prompt length. With `with_entropy` also returns the per-token entropies (B, T)
+    (no gradient); with `with_hidden` also the final hidden states that predict each response
+    token (B, T, H), for full-vocabulary losses computed in chunks. Returns a tuple when asked
+    for either.
     """
     device = next(model.parameters()).device
     t_max = batch["response_mask"].shape[1]
@@ -44,14 +48,25 @@ def response_logprobs(model: Any, batch: dict[str, torch.Tensor], with_entropy: 
         position_ids=batch["position_ids"].to(device),
         logits_to_keep=t_max + 1,
         use_cache=False,
+        output_hidden_states=with_hidden,
     )
     logits = out.logits[:, :-1, :].float()  # (B, T, V): position j predicts token j + 1
     targets = batch["input_ids"][:, -t_max:].to(device)  # (B, T)
     logp = torch.log_softmax(logits, dim=-1).gather(-1, targets[..., None]).squeeze(-1)  # (B, T)
-    if not with_entropy:
+    if not (with_entropy or with_hidden):
         return logp
-    from sdar_agent.losses import entropy_from_logits
+    result = [logp]
+    if with_entropy:
+        from sdar_agent.losses import entropy_from_logits
 
-    with torch.no_grad():
-        entropy = entropy_from_logits(logits)
-    return logp, entropy
+        with torch.no_grad():
+            result.append(entropy_from_logits(logits))
+    if with_hidden:
+        result.append(out.hidden_states[-1][:, -(t_max + 1) : -1, :])  # (B, T, H), after the final norm
+    return tuple(result)
+
+
+def output_head(model: Any) -> torch.Tensor:
+    """The LM head's weight (V, H), through any wrapper (DDP, peft)."""
+    inner = model.module if hasattr(model, "module") else model
+    return inner.get_output_embeddings().weight

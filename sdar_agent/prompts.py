@@ -35,9 +35,15 @@ class PromptTemplate:
         admissible: Sequence[str],
         history: Sequence[tuple[str, str]],
         step: int,
+        skills: str = "",
     ) -> str:
-        """The user message for one turn; `history` holds the last k (observation, action) pairs."""
+        """The user message for one turn; `history` holds the last k (observation, action) pairs.
+
+        `skills` (retrieved advice, for a teacher or a Skill-GRPO student) goes right after the task.
+        """
         parts = [self.intro, f"Your task: {task}"]
+        if skills:
+            parts.append(f"Skills that may help with this task:\n{skills}")
         if step > 0:
             parts.append(f"You have taken {step} step(s) so far.")
         if history:

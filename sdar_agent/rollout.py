@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from sdar_agent.prompts import PromptTemplate, chat_ids
+from sdar_agent.skills import PRIVILEGED_PREFIX, SkillUse
 from sdar_agent.workers import EnvPool, Failure
 
 logger = logging.getLogger(__name__)
@@ -36,6 +37,7 @@ class Sample:
     task_type: str
     task: str = ""
     score: float = 0.0  # the trajectory's return minus the invalid-action penalty (set at the end)
+    teacher_prompt_ids: list[int] | None = None  # the same turn's prompt with the skills (SDAR family)
 
 
 @dataclass
@@ -49,6 +51,8 @@ class Episode:
     length: int
     valid_turns: int
     admissible_turns: int
+    skill_ids: tuple[str, ...] = ()
+    skill_type: str | None = None  # the bank's task type the skills were chosen for
 
 
 @dataclass
@@ -144,6 +148,7 @@ class _Trajectory:
     dropped: bool = False
     won: bool = False
     admissible_turns: int = 0
+    skills: Any = None  # the Retrieval for this trajectory
 
 
 def collect(
@@ -162,8 +167,13 @@ def collect(
     invalid_penalty: float,
     traj_offset: int = 0,
     group_offset: int = 0,
+    skills: SkillUse | None = None,
 ) -> RolloutBatch:
-    """Play `group_size` rollouts of each task; return every turn as a Sample."""
+    """Play `group_size` rollouts of each task; return every turn as a Sample.
+
+    With `skills`, each trajectory gets skills retrieved for its task at reset: in the student's
+    prompt (Skill-GRPO) and/or in a teacher prompt stored with each sample (SDAR family).
+    """
     n = len(task_ids) * group_size
     if n > pool.n:
         raise ValueError(f"{n} rollouts need {n} env slots; the pool has {pool.n}.")
@@ -174,12 +184,16 @@ def collect(
     batch.env_s += time.perf_counter() - start
     for t in trajs:
         _absorb_reset(t, resets[t.slot])
+        if skills is not None and t.alive:
+            t.skills = skills.context.retrieve(t.task_type, t.task)
 
     for turn in range(max_turns):
         active = [t for t in trajs if t.alive]
         if not active:
             break
-        prompts = [_prompt_ids(tokenizer, template, t, turn, history_length, max_prompt_tokens) for t in active]
+        student_skills = skills is not None and skills.in_student
+        prompts = [_prompt_ids(tokenizer, template, t, turn, history_length, max_prompt_tokens,
+                               skills=t.skills.text if student_skills else "") for t in active]
         start = time.perf_counter()
         responses = generate(prompts, sampling)
         batch.generation_s += time.perf_counter() - start
@@ -191,18 +205,13 @@ def collect(
         results = pool.step_all({t.slot: p.action for t, p in zip(active, parsed, strict=True)})
         batch.env_s += time.perf_counter() - start
         for t, prompt, response, p in zip(active, prompts, responses, parsed, strict=True):
-            result = results[t.slot]
-            if isinstance(result, Failure):
-                t.alive, t.dropped = False, True
-                continue
-            obs, reward, terminated, truncated, info = result
-            t.samples.append(Sample(prompt, response, t.group, traj_offset + t.slot, turn, win_reward * float(reward),
-                                    p.valid, t.task_id, t.task_type, t.task))
-            t.admissible_turns += bool(info.get("action_valid", True))
-            t.history.append((t.observation, p.action))
-            t.observation, t.admissible = obs, list(info.get("admissible_actions", []))
-            t.won = bool(info.get("won", False))
-            t.alive = not (terminated or truncated)
+            teacher = None
+            if skills is not None and skills.for_teacher and not isinstance(results[t.slot], Failure):
+                teacher = _teacher_prompt_ids(tokenizer, template, t, turn, history_length, max_prompt_tokens,
+                                              skills.placement, prompt)
+            sample = Sample(prompt, response, t.group, traj_offset + t.slot, turn, 0.0, p.valid, t.task_id,
+                            t.task_type, t.task, teacher_prompt_ids=teacher)
+            _advance(t, results[t.slot], sample, p.action, win_reward)
 
     for t in trajs:
         if t.dropped or not t.samples:
@@ -212,11 +221,27 @@ def collect(
         for s in t.samples:
             s.score = ret - (0.0 if s.valid else invalid_penalty)
         batch.samples += t.samples
+        shown = (tuple(t.skills.ids), t.skills.task_type) if t.skills is not None else ((), None)
         batch.episodes.append(Episode(traj_offset + t.slot, t.group, t.task_id, t.task_type, t.won, ret,
-                                      len(t.samples), sum(s.valid for s in t.samples), t.admissible_turns))
+                                      len(t.samples), sum(s.valid for s in t.samples), t.admissible_turns, *shown))
     if batch.dropped:
         logger.warning("dropped %d of %d trajectories whose env failed", batch.dropped, n)
     return batch
+
+
+def _advance(t: _Trajectory, result: Any, sample: Sample, action: str, win_reward: float) -> None:
+    """Record one turn's sample and move the trajectory to the env's answer (or drop it)."""
+    if isinstance(result, Failure):
+        t.alive, t.dropped = False, True
+        return
+    obs, reward, terminated, truncated, info = result
+    sample.reward = win_reward * float(reward)
+    t.samples.append(sample)
+    t.admissible_turns += bool(info.get("action_valid", True))
+    t.history.append((t.observation, action))
+    t.observation, t.admissible = obs, list(info.get("admissible_actions", []))
+    t.won = bool(info.get("won", False))
+    t.alive = not (terminated or truncated)
 
 
 def _absorb_reset(t: _Trajectory, result: Any) -> None:
@@ -231,14 +256,26 @@ def _absorb_reset(t: _Trajectory, result: Any) -> None:
 _warned_truncation = False
 
 
+def _teacher_prompt_ids(tokenizer: Any, template: PromptTemplate, t: _Trajectory, step: int, history_length: int,
+                        max_tokens: int, placement: str, student_prompt: list[int]) -> list[int]:
+    """The same turn's prompt with the trajectory's skills, for the teacher (called before `t` moves on)."""
+    text = t.skills.text if t.skills is not None else ""
+    if not text:
+        return student_prompt
+    if placement == "prefix":
+        return tokenizer(PRIVILEGED_PREFIX.format(skills=text), add_special_tokens=False)["input_ids"] + student_prompt
+    extra = len(tokenizer(text, add_special_tokens=False)["input_ids"]) + 16  # the same history as the student
+    return _prompt_ids(tokenizer, template, t, step, history_length, max_tokens + extra, skills=text)
+
+
 def _prompt_ids(tokenizer: Any, template: PromptTemplate, t: _Trajectory, step: int, history_length: int,
-                max_tokens: int) -> list[int]:
+                max_tokens: int, skills: str = "") -> list[int]:
     """The turn's prompt ids; older history is left out first when the prompt is too long."""
     global _warned_truncation
     keep = min(history_length, len(t.history))
     while True:
         history = t.history[len(t.history) - keep :] if keep else []
-        message = template.render(t.task, t.observation, t.admissible, history, step)
+        message = template.render(t.task, t.observation, t.admissible, history, step, skills=skills)
         ids = chat_ids(tokenizer, message)
         if len(ids) <= max_tokens or keep == 0:
             break

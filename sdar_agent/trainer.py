@@ -30,12 +30,23 @@ import torch
 import yaml
 
 from sdar_agent.advantages import grpo_advantages
+from sdar_agent.algorithms import ALGORITHMS
 from sdar_agent.config import ConfigError, TrainConfig
-from sdar_agent.logprobs import pack, response_logprobs
+from sdar_agent.distill import (
+    GATES,
+    divergence_loss,
+    rlsd_advantages,
+    rlsd_lambda_at,
+    sdar_loss,
+    skill_sd_loss,
+    token_divergence_chunked,
+)
+from sdar_agent.logprobs import output_head, pack, response_logprobs
 from sdar_agent.losses import kl_loss, ppo_clip_loss, token_mean
 from sdar_agent.models import load_policy, load_reference, load_tokenizer
 from sdar_agent.prompts import template_for
 from sdar_agent.rollout import HFGenerator, RolloutBatch, Sample, Sampling, collect
+from sdar_agent.skills import SkillContext, SkillUse
 from sdar_agent.tracking import Tracker
 from sdar_agent.workers import EnvPool
 
@@ -82,6 +93,7 @@ class Trainer:
             (self.run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
             logger.info("resolved config:\n%s", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
 
+        self.spec = ALGORITHMS[cfg.algo.name]
         self.template = template_for(cfg.env.id, cfg.rollout.template)
         self.tokenizer = load_tokenizer(cfg.model)
         model, _ = load_policy(cfg.model, self.acc.device, self.tokenizer)
@@ -100,6 +112,10 @@ class Trainer:
         self._val_pool: EnvPool | None = None
         self.state = _LoopState(cfg.seed)
         self.acc.register_for_checkpointing(self.state)
+        self.skills: SkillContext | None = None
+        if self.spec.needs_skills:
+            self.skills = SkillContext(cfg.skills, self.pool.call("skill_bank"), self.tokenizer, cfg.seed)
+            self.acc.register_for_checkpointing(self.skills)
         self._stop = False
         if cfg.resume:
             self.resume(cfg.resume)
@@ -109,6 +125,13 @@ class Trainer:
         env = self.cfg.env
         return EnvPool(env.id, {**env.kwargs, "split": split}, n, env.max_turns,
                        use_workers=env.num_workers != 0, timeout_s=env.step_timeout_s)
+
+    def _skill_use(self, in_student: bool | None = None) -> SkillUse | None:
+        if self.skills is None:
+            return None
+        student = self.spec.skills_in_student if in_student is None else in_student
+        return SkillUse(self.skills, in_student=student, for_teacher=self.spec.teacher,
+                        placement=self.cfg.skills.placement)
 
     def _sampling(self, temperature: float | None = None) -> Sampling:
         r = self.cfg.rollout
@@ -167,8 +190,13 @@ class Trainer:
             max_prompt_tokens=cfg.rollout.max_prompt_tokens, win_reward=cfg.rollout.win_reward,
             invalid_penalty=cfg.rollout.invalid_action_penalty,
             traj_offset=rank * self.pool.n, group_offset=rank * self.tasks_per_rank,
+            skills=self._skill_use(),
         )
         rollout_s = time.perf_counter() - start
+        if self.skills is not None:  # every process applies every episode's feedback: one shared UCB state
+            from accelerate.utils import gather_object
+
+            self.skills.feedback(gather_object([(list(e.skill_ids), e.ret, e.skill_type) for e in batch.episodes]))
         start = time.perf_counter()
         update = self.update(batch.samples)
         update_s = time.perf_counter() - start
@@ -198,20 +226,26 @@ class Trainer:
         else:
             adv = torch.zeros(0)
         single_update = cfg.algo.mini_batches == 1 and cfg.algo.epochs == 1
-        old_logp = None if single_update else self._forward_no_grad(self.model, samples)
+        # Before any update: old log-probs (when the policy will move between mini-batches) and the
+        # teacher's view (the pre-update policy with skills in its prompt), each one batched pass.
+        old_logp = None if single_update else self._forward_no_grad(samples)[0]
+        start = time.perf_counter()
+        teacher = self._forward_no_grad(samples, teacher=True) if self.spec.teacher else None
+        teacher_s = time.perf_counter() - start
         sums: dict[str, float] = defaultdict(float)
         order = torch.arange(len(samples))
         minis = [order[k :: cfg.algo.mini_batches].tolist() for k in range(cfg.algo.mini_batches)]
         train_tokens = 0
         for _ in range(cfg.algo.epochs):
             for mini in minis:
-                stats, tokens = self._update_minibatch(samples, mini, adv, old_logp)
+                stats, tokens = self._update_minibatch(samples, mini, adv, old_logp, teacher)
                 train_tokens += tokens
                 for key, value in stats.items():
                     sums[key] += value / (cfg.algo.epochs * len(minis))
-        return {**sums, "actor/lr": cfg.algo.lr, "rollout/samples": float(len(samples)), "_train_tokens": train_tokens}
+        return {**sums, "actor/lr": cfg.algo.lr, "rollout/samples": float(len(samples)),
+                "perf/teacher_s": teacher_s, "_train_tokens": train_tokens}
 
-    def _update_minibatch(self, samples, mini, adv, old_logp) -> tuple[dict[str, float], int]:
+    def _update_minibatch(self, samples, mini, adv, old_logp, teacher) -> tuple[dict[str, float], int]:
         cfg, acc = self.cfg, self.acc
         micro = cfg.algo.micro_batch_size
         chunks = [mini[k : k + micro] for k in range(0, len(mini), micro)]
@@ -223,39 +257,82 @@ class Trainer:
         for k in range(n_chunks):
             idx = chunks[k] if k < len(chunks) else (chunks[0] if chunks else [])
             weight = 1.0 if k < len(chunks) else 0.0  # padding passes contribute no gradient
-            last = k == n_chunks - 1
-            ctx = acc.no_sync(self.model) if not last else contextlib.nullcontext()
+            ctx = acc.no_sync(self.model) if k < n_chunks - 1 else contextlib.nullcontext()
             with ctx:
                 if not idx:  # this process has no samples at all: a zero-gradient pass
-                    loss = sum(p.sum() for p in self.params) * 0.0
-                    acc.backward(loss)
+                    acc.backward(sum(p.sum() for p in self.params) * 0.0)
                     continue
-                batch = pack([samples[i].prompt_ids for i in idx], [samples[i].response_ids for i in idx],
-                             self.tokenizer.pad_token_id)
-                mask = batch["response_mask"].to(acc.device)
-                logp, entropy = response_logprobs(self.model, batch, with_entropy=True)
-                old = logp.detach() if old_logp is None else _stack(old_logp, idx, mask).to(acc.device)
-                pg_loss, pg_stats = ppo_clip_loss(logp, old, adv[idx].to(acc.device), mask,
-                                                  clip_eps=cfg.algo.clip_eps, clip_eps_high=cfg.algo.clip_eps_high,
-                                                  n_tokens=n_tokens)
-                loss = pg_loss
-                if cfg.algo.kl_coef > 0:
-                    ref_logp = self._reference_logp(batch)
-                    kl = kl_loss(logp, ref_logp, mask, n_tokens)
-                    loss = loss + cfg.algo.kl_coef * kl
-                    stats["actor/kl"] += float(kl.detach()) * weight
+                loss, parts, share, tokens = self._micro_loss(samples, idx, adv, old_logp, teacher, n_tokens)
                 acc.backward(loss * weight)
             if weight:
-                share = float(mask.sum()) / max(n_tokens, 1)
-                stats["actor/pg_loss"] += float(pg_loss.detach())
-                stats["actor/clipfrac"] += float(pg_stats["clipfrac"]) * share
-                stats["actor/entropy"] += float(token_mean(entropy, mask)) * share
-                tokens_seen += int(batch["attention_mask"].sum())
+                tokens_seen += tokens
+                for key, value in parts.items():  # token-weighted over the mini-batch
+                    stats[key] += value if key.endswith("loss") or key == "actor/kl" else value * share
         grad_norm = acc.clip_grad_norm_(self.params, cfg.algo.max_grad_norm)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         stats["actor/grad_norm"] = float(grad_norm)
         return dict(stats), tokens_seen
+
+    def _micro_loss(self, samples, idx, adv, old_logp, teacher, n_tokens):
+        """The algorithm's loss on one micro-batch, its logged parts, its token share, its tokens."""
+        cfg, acc, spec = self.cfg, self.acc, self.spec
+        batch = pack([samples[i].prompt_ids for i in idx], [samples[i].response_ids for i in idx],
+                     self.tokenizer.pad_token_id)
+        mask = batch["response_mask"].to(acc.device)
+        full_vocab = spec.distill == "gated" and cfg.algo.divergence != "reverse_kl"
+        outputs = response_logprobs(self.model, batch, with_entropy=True, with_hidden=full_vocab)
+        logp, entropy = outputs[0], outputs[1]
+        old = logp.detach() if old_logp is None else _stack(old_logp, idx, mask).to(acc.device)
+        t_logp = _stack(teacher[0], idx, mask).to(acc.device) if teacher is not None else None
+        parts: dict[str, float] = {}
+        loss = torch.zeros((), device=acc.device)
+        if spec.rl:
+            token_adv = adv[idx].to(acc.device)
+            if spec.rlsd:
+                lam = rlsd_lambda_at(self.state.step, cfg.algo.rlsd_lambda, cfg.algo.rlsd_decay_steps)
+                token_adv = rlsd_advantages(token_adv, logp.detach(), t_logp, lam=lam, clip=cfg.algo.rlsd_clip)
+                parts["rlsd/lambda"] = lam
+            pg_loss, pg_stats = ppo_clip_loss(logp, old, token_adv, mask, clip_eps=cfg.algo.clip_eps,
+                                              clip_eps_high=cfg.algo.clip_eps_high, n_tokens=n_tokens)
+            loss = loss + pg_loss
+            parts["actor/pg_loss"] = float(pg_loss.detach())
+            parts["actor/clipfrac"] = float(pg_stats["clipfrac"])
+        if spec.distill == "gated":
+            d_loss, d_parts = self._gated_distillation(logp, t_logp, entropy, mask, n_tokens, outputs, teacher, idx)
+            loss = loss + (cfg.algo.sdar_lambda if spec.rl else 1.0) * d_loss
+            parts.update(d_parts)
+        elif spec.distill == "skill_sd":
+            sd_loss = skill_sd_loss(logp, t_logp, old, mask, clip=cfg.algo.skill_sd_clip, n_tokens=n_tokens)
+            loss = loss + cfg.algo.skill_sd_lambda * sd_loss
+            parts["skill_sd/loss"] = float(sd_loss.detach())
+        if cfg.algo.kl_coef > 0:
+            kl = kl_loss(logp, self._reference_logp(batch), mask, n_tokens)
+            loss = loss + cfg.algo.kl_coef * kl
+            parts["actor/kl"] = float(kl.detach())
+        parts["actor/entropy"] = float(token_mean(entropy, mask))
+        share = float(mask.sum()) / max(n_tokens, 1)
+        return loss, parts, share, int(batch["attention_mask"].sum())
+
+    def _gated_distillation(self, logp, t_logp, entropy, mask, n_tokens, outputs, teacher, idx):
+        """SDAR's term (and OPSD / GRPO+OPSD / the gate and divergence ablations) with its metrics."""
+        cfg, spec = self.cfg, self.spec
+        delta = (t_logp - logp).detach()
+        beta = spec.fixed_beta if spec.fixed_beta is not None else cfg.algo.sdar_beta
+        gate = torch.ones_like(delta) if spec.ungated else GATES[cfg.algo.gate](delta, entropy, beta)
+        if cfg.algo.divergence == "reverse_kl":
+            d_loss = sdar_loss(logp, t_logp, gate, mask, n_tokens)
+        else:
+            t_hidden = _stack_hidden(teacher[1], idx, mask).to(logp.device)
+            divergence = token_divergence_chunked(outputs[2], t_hidden, output_head(self.model),
+                                                  cfg.algo.divergence, cfg.algo.divergence_chunk)
+            d_loss = divergence_loss(divergence, gate, mask, n_tokens)
+        return d_loss, {
+            "sdar/loss": float(d_loss.detach()),
+            "sdar/gate_mean": float(token_mean(gate, mask)),
+            "sdar/gate_active_ratio": float(token_mean((gate > 0.5).float(), mask)),
+            "sdar/teacher_gap_mean": float(token_mean(delta, mask)),
+        }
 
     @torch.no_grad()
     def _reference_logp(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -266,16 +343,24 @@ class Trainer:
             return response_logprobs(model, batch)
 
     @torch.no_grad()
-    def _forward_no_grad(self, model, samples: list[Sample]) -> list[torch.Tensor]:
-        out = []
+    def _forward_no_grad(self, samples: list[Sample], teacher: bool = False):
+        """Per-sample response log-probs (and, for full-vocabulary ablations, hidden states) without
+        gradient; with `teacher`, on the teacher's prompts (skills included). Pre-update weights."""
+        want_hidden = teacher and self.spec.distill == "gated" and self.cfg.algo.divergence != "reverse_kl"
+        logps, hiddens = [], []
         micro = self.cfg.algo.micro_batch_size
         for k in range(0, len(samples), micro):
             chunk = samples[k : k + micro]
-            batch = pack([s.prompt_ids for s in chunk], [s.response_ids for s in chunk], self.tokenizer.pad_token_id)
-            logp = response_logprobs(model, batch).cpu()
+            prompts = [(s.teacher_prompt_ids or s.prompt_ids) if teacher else s.prompt_ids for s in chunk]
+            batch = pack(prompts, [s.response_ids for s in chunk], self.tokenizer.pad_token_id)
+            out = response_logprobs(self.model, batch, with_hidden=want_hidden)
+            logp, hidden = (out[0], out[1]) if want_hidden else (out, None)
             for row, s in enumerate(chunk):
-                out.append(logp[row, logp.shape[1] - len(s.response_ids) :])
-        return out
+                n = len(s.response_ids)
+                logps.append(logp[row, logp.shape[1] - n :].cpu())
+                if hidden is not None:
+                    hiddens.append(hidden[row, hidden.shape[1] - n :].cpu())
+        return logps, hiddens
 
     # ------------------------------------------------------------------ metrics
     def _episode_metrics(self, batch: RolloutBatch) -> dict[str, float]:
@@ -321,9 +406,17 @@ class Trainer:
         if self._val_pool is None:
             per_rank = math.ceil(cfg.val_tasks / acc.num_processes)
             self._val_pool = self._pool(cfg.env.val_split, per_rank)
-        result = evaluate_policy(self.generator, self.tokenizer, self._val_pool, self.template, cfg,
-                                 self._sampling(cfg.val_temperature), rank=acc.process_index, world=acc.num_processes)
-        return {f"val/{k}": v for k, v in result["success_rate"].items()} | {"val/success_rate": result["overall"]}
+        def run(skills: SkillUse | None) -> dict[str, Any]:
+            return evaluate_policy(self.generator, self.tokenizer, self._val_pool, self.template, cfg,
+                                   self._sampling(cfg.val_temperature), rank=acc.process_index,
+                                   world=acc.num_processes, skills=skills)
+
+        student_skills = self.spec.skills_in_student
+        result = run(SkillUse(self.skills, True, False, cfg.skills.placement) if student_skills else None)
+        metrics = {f"val/{k}": v for k, v in result["success_rate"].items()} | {"val/success_rate": result["overall"]}
+        if student_skills:  # Skill-GRPO is evaluated with and without its skills
+            metrics["val/success_rate_no_skills"] = run(None)["overall"]
+        return metrics
 
     # ------------------------------------------------------------------ checkpoints
     def checkpoint_dir(self, step: int) -> Path:
@@ -369,6 +462,13 @@ class Trainer:
 
 def _stack(rows: list[torch.Tensor], idx: list[int], mask: torch.Tensor) -> torch.Tensor:
     out = torch.zeros_like(mask, device="cpu")  # (B, T): right-aligned like the response mask
+    for r, i in enumerate(idx):
+        out[r, out.shape[1] - len(rows[i]) :] = rows[i]
+    return out
+
+
+def _stack_hidden(rows: list[torch.Tensor], idx: list[int], mask: torch.Tensor) -> torch.Tensor:
+    out = torch.zeros((*mask.shape, rows[idx[0]].shape[-1]), dtype=rows[idx[0]].dtype)  # (B, T, H)
     for r, i in enumerate(idx):
         out[r, out.shape[1] - len(rows[i]) :] = rows[i]
     return out

@@ -1,0 +1,120 @@
+"""SDAR and the baselines on the one training loop, with the tiny model on ALFWorld."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+pytest.importorskip("transformers", reason="the trainer needs transformers (pip install 'sdar[train]')")
+
+from sdar_agent.config import ModelConfig, SkillsConfig  # noqa: E402
+from sdar_agent.models import load_policy, load_tokenizer  # noqa: E402
+from sdar_agent.prompts import template_for  # noqa: E402
+from sdar_agent.rollout import HFGenerator, Sampling, collect  # noqa: E402
+from sdar_agent.skills import SkillContext, SkillUse  # noqa: E402
+from sdar_agent.workers import EnvPool  # noqa: E402
+from tests.integration.test_trainer import run_train  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.manual_seed(0)
+    cfg = ModelConfig(name="tiny")
+    tokenizer = load_tokenizer(cfg)
+    return load_policy(cfg, torch.device("cpu"), tokenizer)
+
+
+def rollout(tiny, games, *, in_student, for_teacher, placement="user_message"):
+    model, tokenizer = tiny
+    context = SkillContext(SkillsConfig(strategy="keyword"), "alfworld", tokenizer, seed=0)
+    pool = EnvPool("sdar/ALFWorld-v0", {"data_dir": str(games)}, 2, max_turns=2, use_workers=False)
+    try:
+        tasks = list(pool.call("task_ids"))[:2]
+        return collect(HFGenerator(model, tokenizer, 4), tokenizer, pool, template_for("sdar/ALFWorld-v0"), tasks, 1,
+                       Sampling(6), max_turns=2, history_length=1, max_prompt_tokens=2048, win_reward=10.0,
+                       invalid_penalty=0.1, skills=SkillUse(context, in_student, for_teacher, placement))
+    finally:
+        pool.close()
+
+
+def test_teacher_prompt_has_the_skills_and_the_student_prompt_does_not(tiny, alfworld_games):
+    _, tokenizer = tiny
+    batch = rollout(tiny, alfworld_games, in_student=False, for_teacher=True)
+    for sample in batch.samples:
+        student = tokenizer.decode(sample.prompt_ids)
+        teacher = tokenizer.decode(sample.teacher_prompt_ids)
+        assert "Choose from the listed actions" in teacher and "Choose from the listed actions" not in student
+        assert "Skills that may help" in teacher
+        assert teacher.endswith(student[-200:])  # the same turn, the same ending (generation prompt)
+    assert all(e.skill_ids and e.skill_type == e.task_type for e in batch.episodes)  # explicit task type
+
+
+def test_prefix_placement_follows_the_reference_code(tiny, alfworld_games):
+    _, tokenizer = tiny
+    batch = rollout(tiny, alfworld_games, in_student=False, for_teacher=True, placement="prefix")
+    sample = batch.samples[0]
+    assert tokenizer.decode(sample.teacher_prompt_ids).startswith("[Privileged Skill Information]\n")
+    assert sample.teacher_prompt_ids[-len(sample.prompt_ids) :] == sample.prompt_ids
+
+
+def test_skill_grpo_student_sees_the_skills(tiny, alfworld_games):
+    _, tokenizer = tiny
+    batch = rollout(tiny, alfworld_games, in_student=True, for_teacher=False)
+    assert all("Choose from the listed actions" in tokenizer.decode(s.prompt_ids) for s in batch.samples)
+    assert all(s.teacher_prompt_ids is None for s in batch.samples)
+
+
+@pytest.mark.parametrize("strategy", ["keyword", "full", "random", "ucb"])
+def test_two_sdar_steps_with_each_retrieval_strategy(tmp_path, alfworld_games, strategy):
+    rows, changed = run_train(tmp_path, alfworld_games, f"sdar-{strategy}", "algo.name=sdar",
+                              f"skills.strategy={strategy}", "skills.k=3", steps=2)
+    assert changed and [r["step"] for r in rows] == [1, 2]
+    for row in rows:
+        for key in ("sdar/loss", "sdar/gate_mean", "sdar/gate_active_ratio", "sdar/teacher_gap_mean",
+                    "actor/pg_loss", "perf/teacher_s"):
+            assert key in row and math.isfinite(row[key]), key
+        assert 0.0 < row["sdar/gate_mean"] < 1.0
+
+
+@pytest.mark.parametrize("algo, present, absent", [
+    ("grpo", ["actor/pg_loss"], ["sdar/loss", "perf/teacher_s_nonzero"]),
+    ("opsd", ["sdar/loss"], ["actor/pg_loss"]),
+    ("grpo_opsd", ["actor/pg_loss", "sdar/loss"], []),
+    ("skill_grpo", ["actor/pg_loss", "val/success_rate_no_skills"], ["sdar/loss"]),
+    ("skill_sd", ["actor/pg_loss", "skill_sd/loss"], ["sdar/loss"]),
+    ("rlsd", ["actor/pg_loss", "rlsd/lambda"], ["sdar/loss"]),
+])
+def test_every_algorithm_runs_on_the_loop(tmp_path, alfworld_games, algo, present, absent):
+    rows, changed = run_train(tmp_path, alfworld_games, algo, f"algo.name={algo}", "val_every=1", "val_tasks=2",
+                              steps=1)
+    row = rows[0]
+    assert changed
+    for key in present:
+        assert key in row and math.isfinite(row[key]), key
+    for key in absent:
+        assert key not in row, key
+    if algo == "grpo_opsd":
+        assert row["sdar/gate_mean"] == pytest.approx(0.5) and row["sdar/gate_active_ratio"] == 0.0
+    if algo == "opsd":
+        assert row["sdar/gate_mean"] == 1.0
+    if algo == "rlsd":
+        assert row["rlsd/lambda"] == 0.5
+
+
+@pytest.mark.parametrize("override", ["algo.gate=entropy", "algo.gate=soft_or", "algo.divergence=forward_kl",
+                                      "algo.divergence=jsd"])
+def test_ablations_run(tmp_path, alfworld_games, override):
+    rows, changed = run_train(tmp_path, alfworld_games, override.replace("=", "-"), "algo.name=sdar", override,
+                              "algo.divergence_chunk=3", steps=1)
+    assert changed and math.isfinite(rows[0]["sdar/loss"])
+
+
+def test_ucb_state_is_checkpointed(tmp_path, alfworld_games):
+    run_train(tmp_path, alfworld_games, "ucb-ckpt", "algo.name=sdar", "skills.strategy=ucb", "skills.k=2", steps=2)
+    states = []
+    for f in sorted((tmp_path / "ucb-ckpt" / "checkpoints" / "step_000002").glob("custom_checkpoint_*.pkl")):
+        states.append(torch.load(f, weights_only=False))  # accelerate writes custom states with torch.save
+    bank_state = next(s for s in states if "bank" in s)["bank"]
+    assert bank_state["bank"] == "alfworld" and bank_state["ucb"]["stats"]
