@@ -93,6 +93,9 @@ class EnvPool:
         self.timeout_s = timeout_s
         self.use_workers = use_workers
         if use_workers:
+            # One env here first: one-time set-up (generating embedded data, building an index)
+            # happens once, in this process, before the workers start and find it done.
+            make_env(env_id, self.kwargs, max_turns).close()
             ctx = mp.get_context("spawn")  # never fork a process that holds torch threads
             self.slots = [_Slot(ctx, env_id, self.kwargs, max_turns) for _ in range(n)]
         else:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import multiprocessing
 import os
 import shutil
 import sys
@@ -71,6 +72,8 @@ def generate_set(
         for task_type, index in plan_split(split, n, seed)
     ]
     workers = max(1, min(workers or os.cpu_count() or 1, len(jobs) or 1))
+    if multiprocessing.current_process().daemon:  # a daemon (e.g. an env worker) may not start processes
+        workers = 1
     start = time.perf_counter()
     log(f"Generating {len(jobs)} ALFWorld games into {root} with {workers} worker(s)...")
     if workers == 1:

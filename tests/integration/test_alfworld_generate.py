@@ -71,3 +71,26 @@ def test_demo_prints_success_by_task_type(alfworld_games, capsys):
     assert play.main(["--data-dir", str(alfworld_games), "--split", "train", "--episodes", "12"]) == 0
     out = capsys.readouterr().out
     assert "pick_two_obj_and_place" in out and out.rstrip().splitlines()[-1].split()[:3] == ["all", "12", "100.0%"]
+
+
+def _generate_in_daemon(out: str, queue) -> None:
+    from sdar_envs.alfworld.generate import generate_set
+
+    try:
+        generate_set(__import__("pathlib").Path(out), {"train": 2}, seed=3, workers=2, log=lambda _: None)
+        queue.put("ok")
+    except Exception as err:  # reported to the test
+        queue.put(repr(err))
+
+
+def test_generation_works_inside_a_daemon_process(tmp_path):
+    """Env workers are daemons; building the embedded set there must not need child processes."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_generate_in_daemon, args=(str(tmp_path / "d"), queue), daemon=True)
+    proc.start()
+    assert queue.get(timeout=120) == "ok"
+    proc.join(timeout=30)
+    assert len(list((tmp_path / "d" / "json_2.1.1" / "train").rglob("game.tw-pddl"))) == 2
