@@ -10,7 +10,9 @@ Prints, all measured in this one run:
    peak it reaches (6 x parameters x tokens FLOPs against a timed large matmul);
 3. the same GRPO step (same model, prompts, group size, completion length, one optimizer step,
    single-turn task) in TRL's GRPOTrainer and in ours, as a time ratio. Skipped with a note when
-   `trl` is not installed (`pip install trl`).
+   `trl` is not installed (`pip install trl`);
+4. the SDAR step time over the GRPO step time on the same batch (the trainer's own `update`,
+   SDAR including its teacher pass on prompts that carry the retrieved skills).
 """
 
 from __future__ import annotations
@@ -120,6 +122,39 @@ def bench_trl(model_cfg: ModelConfig, tokenizer, n_prompts: int, group: int, new
     return ours_s, trl_s
 
 
+def sdar_over_grpo(model_name: str, prompts, responses, tokenizer, micro: int) -> tuple[float, float, float]:
+    """Seconds of Trainer.update for grpo and sdar on the same samples, and the teacher pass's share."""
+    from sdar_agent.config import load_config
+    from sdar_agent.rollout import Sample
+    from sdar_agent.trainer import Trainer
+    from skillbank import SkillBank
+
+    skills = SkillBank.load("alfworld").retrieve("pick_heat_then_place_in_recep", budget=2000).text
+    template = template_for("sdar/ALFWorld-v0")
+    teacher_prompt = chat_ids(tokenizer, template.render("put a hot apple in cabinet 1.", "You are in a room.",
+                                                         ["look"], [], 0, skills=skills))
+    samples = [Sample(p, r, group=i // 4, traj=i, step=0, reward=0.0, valid=True, task_id=str(i),
+                      task_type="pick_heat_then_place_in_recep", score=float(i % 3), teacher_prompt_ids=teacher_prompt)
+               for i, (p, r) in enumerate(zip(prompts, responses, strict=True))]
+    times = {}
+    teacher_s = 0.0
+    with tempfile.TemporaryDirectory() as out:
+        for algo in ("grpo", "sdar"):
+            cfg = load_config("demo", [f"model.name={model_name}", f"algo.name={algo}", "env.num_workers=0",
+                                       f"output_dir={out}", f"name={algo}", f"algo.micro_batch_size={micro}",
+                                       "log.tensorboard=false", "log.progress=false"])
+            trainer = Trainer(cfg)
+            try:
+                trainer.update(samples[:2])  # warm-up
+                start = time.perf_counter()
+                metrics = trainer.update(samples)
+                times[algo] = time.perf_counter() - start
+                teacher_s = metrics.get("perf/teacher_s", teacher_s)
+            finally:
+                trainer.close()
+    return times["grpo"], times["sdar"], teacher_s
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="embedded:smollm2-135m-instruct")
@@ -152,6 +187,9 @@ def main() -> None:
     print(f"train step: {tokens / seconds:7.1f} tok/s (forward+backward+AdamW), {achieved:6.1f} GFLOP/s = "
           f"{achieved / peak:5.1%} of the {peak:.0f} GFLOP/s fp32 matmul peak")
 
+    grpo_s, sdar_s, teacher_s = sdar_over_grpo(args.model, prompts, responses, tokenizer, args.micro)
+    print(f"SDAR step / GRPO step on the same batch: {sdar_s:6.1f}s / {grpo_s:6.1f}s = {sdar_s / grpo_s:5.2f} "
+          f"(teacher pass {teacher_s:.1f}s)")
     if args.skip_trl:
         return
     result = bench_trl(cfg, tokenizer, n_prompts=max(1, args.envs // 4), group=4, new_tokens=args.new_tokens,

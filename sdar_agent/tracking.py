@@ -33,11 +33,20 @@ METRICS = {
     "perf/update_s": "seconds in the policy update",
     "perf/generation_tokens_per_s": "generated tokens per second",
     "perf/train_tokens_per_s": "prompt+response tokens per second through forward+backward",
+    "perf/teacher_s": "seconds in the teacher pass (SDAR family)",
+    "sdar/loss": "the distillation term token_mean(g * (log pi_T - log pi_theta)) (sdar, opsd, grpo_opsd)",
+    "sdar/gate_mean": "mean gate g over response tokens",
+    "sdar/gate_active_ratio": "share of tokens with g > 0.5",
+    "sdar/teacher_gap_mean": "mean delta = log pi_T(y_t) - log pi_theta(y_t)",
+    "skill_sd/loss": "Skill-SD's k3 x clipped-ratio term",
+    "rlsd/lambda": "RLSD's current mixing weight",
     "val/success_rate": "share of validation episodes won (held-out split)",
     "val/success_rate/<task_type>": "the same per task type",
+    "val/success_rate_no_skills": "Skill-GRPO only: validation without skills in the prompt",
 }
 PLOTTED = ["episode/success_rate", "episode/return", "episode/valid_action_ratio", "actor/pg_loss",
-           "actor/kl", "actor/entropy", "val/success_rate"]
+           "actor/kl", "actor/entropy", "val/success_rate", "sdar/gate_mean", "sdar/gate_active_ratio",
+           "sdar/teacher_gap_mean", "sdar/loss"]
 
 
 class Tracker:

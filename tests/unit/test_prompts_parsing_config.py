@@ -96,3 +96,14 @@ def test_unknown_preset_and_bad_yaml(tmp_path):
     wrong.write_text("rollout:\n  grop_size: 2\n")
     with pytest.raises(ConfigError, match=r"wrong.yaml: unknown config key 'rollout.grop_size'"):
         load_config(str(wrong))
+
+
+def test_paper_presets_cover_every_algorithm():
+    from sdar_agent.algorithms import ALGORITHMS
+
+    presets = {load_config(name).algo.name: name for name in preset_names() if name.startswith("alfworld_")}
+    assert set(presets) == set(ALGORITHMS)
+    for name in presets.values():
+        cfg = load_config(name)
+        assert (cfg.rollout.tasks_per_step, cfg.rollout.group_size, cfg.steps, cfg.algo.lr) == (16, 8, 150, 1e-6)
+        assert (cfg.algo.kl_coef, cfg.algo.sdar_lambda, cfg.algo.sdar_beta) == (0.01, 0.01, 5.0)
