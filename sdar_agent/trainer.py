@@ -390,10 +390,11 @@ class Trainer:
         return metrics
 
     def _average_across_processes(self, metrics: dict[str, float]) -> dict[str, float]:
-        """Per-process update and perf figures averaged over processes (episode figures are global)."""
+        """Per-process update, loss and perf figures averaged over processes (episode figures are global)."""
         if self.acc.num_processes == 1:
             return metrics
-        keys = sorted(k for k in metrics if k.startswith(("actor/", "perf/", "rollout/")))
+        per_process = ("actor/", "perf/", "rollout/", "sdar/", "skill_sd/", "rlsd/")
+        keys = sorted(k for k in metrics if k.startswith(per_process))
         values = torch.tensor([metrics[k] for k in keys], dtype=torch.float64, device=self.acc.device)
         mean = self.acc.reduce(values, reduction="mean")
         return {**metrics, **{k: float(v) for k, v in zip(keys, mean.tolist(), strict=True)}}

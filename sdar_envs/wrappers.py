@@ -31,6 +31,9 @@ class PrivilegedSkills(gym.Wrapper):
     - `k`: skills to retrieve (see `SkillBank.retrieve`).
     - `budget`, `measure`: the prompt budget and how it is counted (characters by default).
     - `seed`: seeds the wrapper's RNG for the `random` strategy; `reset(seed=s)` reseeds it.
+
+    In a vector env each copy holds its own bank, so UCB statistics are per copy; the trainer
+    retrieves in its own process instead, with one bank state for all rollouts.
     """
 
     def __init__(

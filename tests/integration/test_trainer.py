@@ -103,7 +103,7 @@ def run_train(tmp_path, games, name, *extra, steps=2):
     from sdar_agent.trainer import Trainer
 
     cfg = load_config("demo", [
-        "model.name=tiny", f"name={name}", f"output_dir={tmp_path}", f"steps={steps}", "save_every=2",
+        "model.name=tiny", "algo.name=grpo", f"name={name}", f"output_dir={tmp_path}", f"steps={steps}", "save_every=2",
         "val_every=0", "env.num_workers=0", "rollout.tasks_per_step=2", "rollout.group_size=2",
         "rollout.max_response_tokens=8", "env.max_turns=2", "log.progress=false", "log.tensorboard=false",
         "algo.lr=1e-3", "algo.micro_batch_size=3", f"env.kwargs={{data_dir: {games}}}",
@@ -158,9 +158,11 @@ def test_bad_config_fails_before_loading_a_model():
 
 
 @pytest.mark.slow
-def test_two_process_accelerate_run(tmp_path, alfworld_games):
+@pytest.mark.parametrize("algo", ["grpo", "sdar"])
+def test_two_process_accelerate_run(tmp_path, alfworld_games, algo):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     args = ["model.name=tiny", "name=ddp", f"output_dir={tmp_path}", "steps=2", "save_every=0", "val_every=2",
+            f"algo.name={algo}", "skills.strategy=ucb",
             "val_tasks=2", "env.num_workers=0", "rollout.tasks_per_step=2", "rollout.group_size=2",
             "rollout.max_response_tokens=8", "env.max_turns=2", "log.progress=false", "log.tensorboard=false",
             f"env.kwargs={{data_dir: {alfworld_games}}}"]
@@ -172,6 +174,8 @@ def test_two_process_accelerate_run(tmp_path, alfworld_games):
     rows = [json.loads(line) for line in (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1, 2]
     assert rows[-1]["rollout/samples"] > 0 and "val/success_rate" in rows[-1]
+    if algo == "sdar":
+        assert 0 < rows[-1]["sdar/gate_mean"] < 1
     assert (tmp_path / "ddp" / "final" / "model.safetensors").is_file()
 
 
@@ -191,8 +195,8 @@ def test_ctrl_c_finishes_the_step_and_checkpoints(tmp_path, alfworld_games):
     import signal
     import time
 
-    args = ["demo", "model.name=tiny", "name=stop", f"output_dir={tmp_path}", "steps=500", "save_every=0",
-            "val_every=0", "env.num_workers=0", "rollout.tasks_per_step=1", "rollout.group_size=2",
+    args = ["demo", "model.name=tiny", "algo.name=grpo", "name=stop", f"output_dir={tmp_path}", "steps=500",
+            "save_every=0", "val_every=0", "env.num_workers=0", "rollout.tasks_per_step=1", "rollout.group_size=2",
             "rollout.max_response_tokens=4", "env.max_turns=1", "log.progress=false", "log.tensorboard=false",
             f"env.kwargs={{data_dir: {alfworld_games}}}"]
     proc = subprocess.Popen([sys.executable, "-m", "sdar_agent.train", *args], cwd=ROOT,
