@@ -126,11 +126,11 @@ class Trainer:
         return EnvPool(env.id, {**env.kwargs, "split": split}, n, env.max_turns,
                        use_workers=env.num_workers != 0, timeout_s=env.step_timeout_s)
 
-    def _skill_use(self, in_student: bool | None = None) -> SkillUse | None:
+    def _skill_use(self) -> SkillUse | None:
+        """How this algorithm's rollouts use skills (None when it uses none)."""
         if self.skills is None:
             return None
-        student = self.spec.skills_in_student if in_student is None else in_student
-        return SkillUse(self.skills, in_student=student, for_teacher=self.spec.teacher,
+        return SkillUse(self.skills, in_student=self.spec.skills_in_student, for_teacher=self.spec.teacher,
                         placement=self.cfg.skills.placement)
 
     def _sampling(self, temperature: float | None = None) -> Sampling:
@@ -153,8 +153,11 @@ class Trainer:
                 last = self.train_step()
                 if progress is not None:
                     progress.update(1)
-                    progress.set_postfix(success=f"{last.get('episode/success_rate', 0):.2f}",
-                                         loss=f"{last.get('actor/pg_loss', 0):.3f}")
+                    shown = {"success": f"{last.get('episode/success_rate', 0):.2f}",
+                             "pg_loss": f"{last.get('actor/pg_loss', 0):.3f}"}
+                    if "sdar/loss" in last:
+                        shown.update(sdar_loss=f"{last['sdar/loss']:.3f}", gate=f"{last['sdar/gate_mean']:.2f}")
+                    progress.set_postfix(shown)
                 step = self.state.step
                 if cfg.save_every and step % cfg.save_every == 0 and step < cfg.steps:
                     self.save_checkpoint()
