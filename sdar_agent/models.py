@@ -33,6 +33,7 @@ TINY = "tiny"
 
 
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    """The torch dtype for `model.dtype` on `device` (`auto`: bfloat16 on GPU, float32 on CPU)."""
     if name == "auto":
         return torch.bfloat16 if device.type == "cuda" else torch.float32
     return getattr(torch, name)
@@ -81,6 +82,7 @@ def embedded_model_dir(name: str, weights: bool = True) -> Path:
 
 
 def load_tokenizer(cfg: ModelConfig) -> Any:
+    """The model's tokenizer, left-padding, with a pad token; it must have a chat template."""
     from transformers import AutoTokenizer
 
     source = _source(cfg.name, for_tokenizer=True)
@@ -161,6 +163,7 @@ def trainable_state(model: Any) -> dict[str, torch.Tensor]:
 
 
 def load_trainable_state(model: Any, state: dict[str, torch.Tensor]) -> None:
+    """Load what `trainable_state` saved (a LoRA adapter or all weights; tied weights may be absent)."""
     if hasattr(model, "peft_config"):
         from peft import set_peft_model_state_dict
 

@@ -19,6 +19,8 @@ MAX_FALLBACK_CHARS = 200
 
 @dataclass(frozen=True)
 class ParsedAction:
+    """The env action parsed from a response, and whether the response was well formed."""
+
     action: str  # what the env receives
     valid: bool
     reason: str  # why it is invalid ("" when valid)

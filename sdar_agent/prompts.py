@@ -22,6 +22,8 @@ THINK_ACTION_INSTRUCTION = (
 
 @dataclass(frozen=True)
 class PromptTemplate:
+    """One env's prompt: its intro, the answer instruction, and the parser of answers."""
+
     name: str
     intro: str
     """Who the agent is and where; formatted with nothing."""

@@ -42,6 +42,8 @@ class Sample:
 
 @dataclass
 class Episode:
+    """One finished trajectory's summary (for metrics and UCB feedback)."""
+
     traj: int
     group: int
     task_id: str
@@ -57,6 +59,8 @@ class Episode:
 
 @dataclass
 class RolloutBatch:
+    """Everything one `collect` call produced, with its timings."""
+
     samples: list[Sample]
     episodes: list[Episode]
     dropped: int = 0
@@ -68,6 +72,8 @@ class RolloutBatch:
 
 @dataclass
 class Sampling:
+    """Generation settings for one `collect` call."""
+
     max_new_tokens: int
     temperature: float = 1.0
     top_p: float = 1.0

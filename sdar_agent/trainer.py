@@ -55,6 +55,7 @@ CHECKPOINTS = "checkpoints"
 
 
 def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
@@ -76,6 +77,8 @@ class _LoopState:
 
 
 class Trainer:
+    """Owns the model, optimizer, env pools and skill bank of one run; `train()` runs it."""
+
     def __init__(self, cfg: TrainConfig) -> None:
         from accelerate import Accelerator
 
@@ -347,8 +350,10 @@ class Trainer:
 
     @torch.no_grad()
     def _forward_no_grad(self, samples: list[Sample], teacher: bool = False):
-        """Per-sample response log-probs (and, for full-vocabulary ablations, hidden states) without
-        gradient; with `teacher`, on the teacher's prompts (skills included). Pre-update weights."""
+        """Per-sample response log-probs (and hidden states for the full-vocabulary ablations), no gradient.
+
+        With `teacher`, on the teacher's prompts (skills included); always with pre-update weights.
+        """
         want_hidden = teacher and self.spec.distill == "gated" and self.cfg.algo.divergence != "reverse_kl"
         logps, hiddens = [], []
         micro = self.cfg.algo.micro_batch_size

@@ -115,7 +115,8 @@ def _bank(name, general, task_types, mistakes, aliases, description) -> dict[str
 def _unique(skills: list[dict[str, str]], general: list[dict[str, str]]) -> list[dict[str, str]]:
     """A skill file listed under a type and also under `general` is kept once, as general.
 
-    (A file listed under several task types stays under each: the format allows that.)"""
+    (A file listed under several task types stays under each: the format allows that.)
+    """
     general_ids = {s["id"] for s in general}
     return [s for s in skills if s["id"] not in general_ids]
 

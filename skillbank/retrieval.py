@@ -91,6 +91,7 @@ def _type_heading(task_type: str) -> str:
 
 
 def keyword(spec: BankSpec, task_type: str | None, k: int | None, rng, bandit) -> list[Section]:
+    """General skills, the task type's skills (at most k), then the common mistakes."""
     typed = list(spec.task_types[task_type].skills)[: k if k is not None else None] if task_type else []
     sections = [(GENERAL_HEADING, list(spec.general))]
     if task_type:
@@ -99,10 +100,12 @@ def keyword(spec: BankSpec, task_type: str | None, k: int | None, rng, bandit) -
 
 
 def full(spec: BankSpec, task_type: str | None, k: int | None, rng, bandit) -> list[Section]:
+    """Every skill in the bank."""
     return _group(spec, spec.all_skills(), task_type)
 
 
 def random_skills(spec: BankSpec, task_type: str | None, k: int | None, rng, bandit) -> list[Section]:
+    """Draw k skills (default 6) uniformly without replacement with the caller's RNG."""
     arms = spec.all_skills()
     k = min(DEFAULT_K if k is None else k, len(arms))
     chosen = sorted(_generator(rng).choice(len(arms), size=k, replace=False).tolist())
@@ -110,6 +113,7 @@ def random_skills(spec: BankSpec, task_type: str | None, k: int | None, rng, ban
 
 
 def ucb(spec: BankSpec, task_type: str | None, k: int | None, rng, bandit: UCBBandit) -> list[Section]:
+    """The k skills (default 6) with the highest UCB score for the task type."""
     arms = spec.all_skills()
     chosen = {s.id for s in bandit.select(task_type, arms, DEFAULT_K if k is None else k)}
     return _group(spec, [s for s in arms if s.id in chosen], task_type)
@@ -149,6 +153,7 @@ def _generator(rng: Any) -> np.random.Generator:
 
 # ------------------------------------------------------------------------------ rendering
 def render_skill(skill: Skill) -> str:
+    """One skill as a prompt line."""
     return f"- {skill.title}: {skill.principle} (When: {skill.when})"
 
 

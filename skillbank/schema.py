@@ -46,6 +46,8 @@ class SkillBankError(ValueError):
 
 @dataclass(frozen=True)
 class Skill:
+    """One piece of advice: what, why, and when to apply it."""
+
     id: str
     title: str
     principle: str
@@ -57,6 +59,8 @@ class Skill:
 
 @dataclass(frozen=True)
 class TaskTypeGroup:
+    """A task type's keyword rules and skills."""
+
     keywords: tuple[str, ...]
     skills: tuple[Skill, ...]
 

@@ -121,6 +121,7 @@ def default_games_root(log=None, embedded: str = "default") -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Command line entry point; returns the exit status."""
     parser = argparse.ArgumentParser(prog="python -m sdar_envs.alfworld.generate", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, required=True, help="folder to write json_2.1.1/ into")
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)

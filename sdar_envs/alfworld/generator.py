@@ -82,6 +82,8 @@ class TaskSpec:
 
 @dataclass
 class Game:
+    """A laid-out game before it is written and verified."""
+
     spec: TaskSpec
     trial: str
     task_desc: str

@@ -44,6 +44,7 @@ def play(env: gym.Env, policy: str, episodes: int, seed: int) -> list[dict]:
 
 
 def report(results: list[dict]) -> str:
+    """A table of success rate and mean steps per task type."""
     by_type: dict[str, list[dict]] = defaultdict(list)
     for r in results:
         by_type[r["task_type"]].append(r)
@@ -59,6 +60,7 @@ def report(results: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Command line entry point; returns the exit status."""
     parser = argparse.ArgumentParser(prog="python -m sdar_envs.alfworld.play", description=__doc__.split("\n\n")[0])
     parser.add_argument("--policy", choices=POLICIES, default="expert")
     parser.add_argument("--split", choices=SPLITS, default="valid_unseen")

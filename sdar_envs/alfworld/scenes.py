@@ -27,18 +27,21 @@ BASINS = {"Sink": "SinkBasin", "Bathtub": "BathtubBasin"}
 
 @functools.lru_cache(maxsize=1)
 def constants() -> ModuleType:
-    """alfworld's generation constants (imported lazily: it pulls in numpy only)."""
+    """The `alfworld.gen.constants` module (imported lazily: it pulls in numpy only)."""
     import alfworld.gen.constants as module
 
     return module
 
 
 def layouts_dir() -> Path:
+    """The folder of THOR floor-plan files inside the alfworld wheel."""
     return Path(constants().__file__).parent / "layouts"
 
 
 @dataclass(frozen=True)
 class Receptacle:
+    """One receptacle instance of a floor plan."""
+
     thor_id: str  # e.g. "Cabinet|+00.68|+00.50|-02.20" or "Sink|-01.99|+01.14|-00.98|SinkBasin"
     rtype: str  # e.g. "Cabinet", "SinkBasin"
     pose: tuple[float, float, int, int]  # agent x, z, rotation (deg), camera horizon (deg)
@@ -46,6 +49,8 @@ class Receptacle:
 
 @dataclass(frozen=True)
 class Scene:
+    """What a floor plan offers the generator."""
+
     number: int
     room: str  # Kitchen | LivingRoom | Bedroom | Bathroom
     receptacles: tuple[Receptacle, ...]
@@ -57,6 +62,7 @@ class Scene:
 
 
 def room_of(number: int) -> str:
+    """The room type of floor plan `number` (Kitchen, LivingRoom, Bedroom, Bathroom)."""
     for room, numbers in constants().SCENE_TYPE.items():
         if number in numbers:
             return room
@@ -71,6 +77,7 @@ def scene_numbers(held_out: bool) -> list[int]:
 
 
 def can_hold(rtype: str, otype: str) -> bool:
+    """Whether ALFRED allows objects of class `otype` in receptacles of class `rtype`."""
     return otype in constants().VAL_RECEPTACLE_OBJECTS.get(rtype, ())
 
 
@@ -81,6 +88,7 @@ def action_classes(kind: str) -> frozenset[str]:
 
 @functools.cache
 def load_scene(number: int) -> Scene:
+    """The receptacles and object classes of floor plan `number` (cached)."""
     c = constants()
     base = layouts_dir() / f"FloorPlan{number}"
     openable = json.loads((base.parent / f"{base.name}-openable.json").read_text())
