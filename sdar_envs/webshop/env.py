@@ -1,0 +1,208 @@
+"""`sdar/WebShop-v0`: shop for the goal product on the WebShop site, through its JSON API.
+
+    env = gym.make("sdar/WebShop-v0")                                  # embedded catalog, in-process
+    env = gym.make("sdar/WebShop-v0", data_dir="~/webshop/data", split="test")
+    env = gym.make("sdar/WebShop-v0", base_url="http://127.0.0.1:3000")  # a running server
+
+In-process (the default) the env calls the same Flask app through its test client, so no port is
+needed; with `base_url` it talks HTTP to `python -m sdar_envs.webshop.server`, and many env
+workers can share one server. Either way each env holds one session on the site.
+
+Observations: `observation_mode="text"` (the default) joins the page's visible texts with
+` [SEP] `, as WebShop's simple text mode does; `"html"` gives the page's HTML. Actions:
+`search[keywords]` when the search bar is shown, `click[button]` for a button on the page
+(`info["admissible_actions"]` lists them). A malformed or unavailable action changes nothing and
+returns the reason with the page, `action_valid=False`. Buying ends the episode with reward = the
+WebShop score in [0, 1]; `won` means a score of 1.0; `task_type` is the product category.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from bs4 import BeautifulSoup
+from bs4.element import Comment
+
+from sdar_envs.core import TaskStart, TextEnv, Transition
+
+SEARCH_ACTION = "search[<query>]"
+MAX_ACTION_CHARS = 2000
+_INVISIBLE = {"style", "script", "head", "title", "meta", "[document]"}
+
+
+def html_to_text(html: str) -> str:
+    """WebShop's simple text mode: the visible texts of a page joined with ` [SEP] `."""
+    soup = BeautifulSoup(html, "html.parser")
+    texts = []
+    for node in soup.find_all(string=True):
+        if isinstance(node, Comment) or node.parent is None or node.parent.name in _INVISIBLE:
+            continue
+        text = node.strip()
+        if text:
+            texts.append(text)
+    return " [SEP] ".join(texts)
+
+
+class _InProcessClient:
+    """The JSON API through the Flask app's test client (no port, no thread)."""
+
+    def __init__(self, data_dir: str | Path | None, human_goals: bool, num_products: int | None) -> None:
+        from sdar_envs.webshop.server import create_app, get_shop
+
+        self.app = create_app(get_shop(data_dir, human_goals=human_goals, num_products=num_products))
+        self.client = self.app.test_client()
+
+    def request(self, method: str, path: str, body: dict | None = None) -> tuple[int, dict[str, Any]]:
+        response = self.client.open(path, method=method, json=body)
+        return response.status_code, response.get_json(silent=True) or {}
+
+
+class _HttpClient:
+    """The JSON API of a running server (`python -m sdar_envs.webshop.server`)."""
+
+    def __init__(self, base_url: str, timeout: float) -> None:
+        import requests
+
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self.http = requests.Session()
+
+    def request(self, method: str, path: str, body: dict | None = None) -> tuple[int, dict[str, Any]]:
+        import requests
+
+        try:
+            response = self.http.request(method, self.base_url + path, json=body, timeout=self.timeout)
+        except requests.RequestException as e:
+            raise ConnectionError(
+                f"WebShop server at {self.base_url} did not answer {method} {path}: {e}. "
+                "Start it with: python -m sdar_envs.webshop.server --port PORT"
+            ) from e
+        try:
+            return response.status_code, response.json()
+        except ValueError:
+            return response.status_code, {"error": response.text[:300]}
+
+
+class WebShopEnv(TextEnv):
+    """WebShop as a Gymnasium env (see the module docstring)."""
+
+    splits = ("train", "valid", "test")
+    skill_bank = "webshop"
+    metadata = {"render_modes": ["ansi"], "render_fps": 1}
+
+    def __init__(
+        self,
+        split: str = "train",
+        data_dir: str | Path | None = None,
+        base_url: str | None = None,
+        observation_mode: str = "text",
+        human_goals: bool = True,
+        num_products: int | None = None,
+        render_mode: str | None = None,
+        timeout: float = 60.0,
+    ) -> None:
+        super().__init__(split=split, render_mode=render_mode)
+        if observation_mode not in ("text", "html"):
+            raise ValueError(f"WebShopEnv: observation_mode={observation_mode!r}; use 'text' or 'html'.")
+        if base_url is not None and data_dir is not None:
+            raise ValueError("WebShopEnv: give data_dir to the server, not to an env that uses base_url.")
+        self.observation_mode = observation_mode
+        self.client = (
+            _HttpClient(base_url, timeout) if base_url else _InProcessClient(data_dir, human_goals, num_products)
+        )
+        tasks = self._call("GET", f"/api/tasks?split={split}")["tasks"]
+        self._ids = [t["id"] for t in tasks]
+        self._types = [t["type"] for t in tasks]
+        self.session_id = f"env-{uuid.uuid4().hex[:16]}"
+        self._state: dict[str, Any] = {}
+
+    @property
+    def task_ids(self) -> Sequence[str]:
+        return self._ids
+
+    @property
+    def task_types(self) -> Sequence[str]:
+        return self._types
+
+    def _call(self, method: str, path: str, body: dict | None = None, ok: tuple[int, ...] = (200,)) -> dict[str, Any]:
+        status, payload = self.client.request(method, path, body)
+        if status not in ok:
+            raise RuntimeError(f"WebShop {method} {path} answered {status}: {payload.get('error', payload)}")
+        return payload
+
+    def _observe(self, state: dict[str, Any]) -> str:
+        return state["html"] if self.observation_mode == "html" else html_to_text(state["html"])
+
+    @staticmethod
+    def _admissible(state: dict[str, Any]) -> list[str]:
+        actions = [SEARCH_ACTION] if state.get("has_search_bar") else []
+        return actions + [f"click[{c.lower()}]" for c in state.get("clickables", [])]
+
+    def _start(self, index: int) -> TaskStart:
+        state = self._call("POST", "/api/sessions", {"goal_id": self._ids[index], "session_id": self.session_id})
+        self._state = state
+        return TaskStart(self._observe(state), state["instruction"], state["task_type"], self._admissible(state))
+
+    def _act(self, action: str) -> Transition:
+        if self._state.get("done"):
+            return Transition("The purchase is done; reset() to start a new task.", 0.0, True,
+                              self._score >= 1.0, self._score, False, [])  # fmt: skip
+        if len(action) > MAX_ACTION_CHARS:
+            status, state = (
+                400,
+                {
+                    **self._state,
+                    "error": f"Invalid action: the action is {len(action)} characters; "
+                    f"actions are search[keywords] or click[button], under {MAX_ACTION_CHARS}.",
+                },
+            )
+        else:
+            status, state = self.client.request("POST", f"/api/sessions/{self.session_id}/act", {"action": action})
+        if status == 400 and "html" in state:
+            self._state = state
+            observation = f"{state['error']}\n{self._observe(state)}"
+            return Transition(observation, 0.0, False, False, 0.0, False, self._admissible(state))
+        if status != 200:
+            raise RuntimeError(f"WebShop act {action[:100]!r} answered {status}: {state.get('error', state)}")
+        self._state = state
+        score = float(state["reward"]) if state["done"] else 0.0
+        return Transition(self._observe(state), score, bool(state["done"]), score >= 1.0, score, True,
+                          self._admissible(state))  # fmt: skip
+
+    def oracle_actions(self) -> list[str]:
+        """Actions that buy the goal product with the goal options (a scripted expert)."""
+        if not isinstance(self.client, _InProcessClient):
+            raise RuntimeError("oracle_actions() needs the in-process site (no base_url).")
+        shop = self.client.app.extensions["webshop"]
+        goal = shop.session(self.session_id).goal
+        return oracle_plan(shop, goal, shop.product(goal.asin))
+
+    def close(self) -> None:
+        if self._state:
+            try:
+                self.client.request("DELETE", f"/api/sessions/{self.session_id}")
+            except ConnectionError:
+                pass
+            self._state = {}
+        super().close()
+
+
+def oracle_plan(shop: Any, goal: Any, product: Any) -> list[str]:
+    """Search for the goal product's title, page to it, pick the goal's options and buy."""
+    from rapidfuzz import fuzz
+
+    actions = [f"search[{product.title}]"]
+    results = shop.search_engine.search(product.title)
+    if goal.asin not in results:
+        raise LookupError(f"the goal product {goal.asin} is not in the top results for its own title")
+    actions += ["click[next >]"] * (results.index(goal.asin) // 10)
+    actions.append(f"click[{goal.asin.lower()}]")
+    for wanted in goal.option_values:
+        values = [v for vals in product.options.values() for v in vals]
+        if values:
+            best = max(values, key=lambda v: fuzz.token_set_ratio(v, wanted))
+            actions.append(f"click[{best}]")
+    return actions + ["click[buy now]"]
