@@ -81,6 +81,9 @@ class RolloutConfig:
     """Prompt template name; `auto` takes the one registered for the env id."""
     win_reward: float = 10.0
     """Env rewards are multiplied by this (verl-agent: 10 for a won ALFWorld episode)."""
+    reward: Literal["env", "won"] = "env"
+    """`env`: each turn earns the env's reward x win_reward; `won`: win_reward only on the turn that
+    wins (verl-agent's WebShop: 10 only for a purchase that scores 1.0; the score is still logged)."""
     invalid_action_penalty: float = 0.1
     """Subtracted from a step's score when its response has no valid `<action>` (verl-agent: 0.1)."""
     generation_batch_size: int = 64

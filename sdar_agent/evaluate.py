@@ -49,17 +49,18 @@ def evaluate_policy(generate, tokenizer: Any, pool: EnvPool, template: PromptTem
                         max_turns=cfg.env.max_turns, history_length=cfg.rollout.history_length,
                         max_prompt_tokens=cfg.rollout.max_prompt_tokens, win_reward=1.0, invalid_penalty=0.0,
                         skills=skills)
-        episodes += [(e.task_type, e.won, e.length) for e in batch.episodes]
+        episodes += [(e.task_type, e.won, e.length, e.score) for e in batch.episodes]
     if world > 1:
         episodes = gather_object(episodes)
     by_type: dict[str, list[bool]] = defaultdict(list)
-    for task_type, won, _ in episodes:
+    for task_type, won, *_ in episodes:
         by_type[task_type].append(won)
     return {
         "episodes": len(episodes),
         "overall": float(np.mean([e[1] for e in episodes])) if episodes else 0.0,
         "success_rate": {f"success_rate/{t}": float(np.mean(v)) for t, v in sorted(by_type.items())},
         "mean_length": float(np.mean([e[2] for e in episodes])) if episodes else 0.0,
+        "mean_score": float(np.mean([e[3] for e in episodes])) if episodes else 0.0,
     }
 
 

@@ -66,12 +66,25 @@ TEMPLATES: dict[str, PromptTemplate] = {
         "You are an agent in a text-based household simulator (ALFWorld). You move between "
         "receptacles and use objects by typing commands.",
     ),
+    "webshop": PromptTemplate(
+        "webshop",
+        "You are an agent shopping on WebShop, an online store. Find the product that fits the "
+        "instruction, choose the options it asks for, and buy it. Pages are shown as their visible "
+        "texts separated by [SEP].",
+        "First reason about what to do next inside <think> </think>. Then write exactly one action "
+        "inside <action> </action>: search[your keywords] when search[<query>] is admissible, or "
+        "one of the admissible click[...] actions.",
+    ),
     "generic": PromptTemplate(
         "generic",
         "You are an agent acting in a text environment by typing actions.",
     ),
 }
-ENV_TEMPLATES: dict[str, str] = {"sdar/ALFWorld-v0": "alfworld", "examples/GuessNumber-v0": "generic"}
+ENV_TEMPLATES: dict[str, str] = {
+    "sdar/ALFWorld-v0": "alfworld",
+    "sdar/WebShop-v0": "webshop",
+    "examples/GuessNumber-v0": "generic",
+}
 
 
 def register_template(env_id: str, template: PromptTemplate) -> None:

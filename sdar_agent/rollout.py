@@ -55,6 +55,7 @@ class Episode:
     admissible_turns: int
     skill_ids: tuple[str, ...] = ()
     skill_type: str | None = None  # the bank's task type the skills were chosen for
+    score: float = 0.0  # the env's task score at the end (info["score"], e.g. WebShop's reward)
 
 
 @dataclass
@@ -153,6 +154,7 @@ class _Trajectory:
     alive: bool = True
     dropped: bool = False
     won: bool = False
+    score: float = 0.0
     admissible_turns: int = 0
     skills: Any = None  # the Retrieval for this trajectory
 
@@ -171,6 +173,7 @@ def collect(
     max_prompt_tokens: int,
     win_reward: float,
     invalid_penalty: float,
+    reward: str = "env",
     traj_offset: int = 0,
     group_offset: int = 0,
     skills: SkillUse | None = None,
@@ -179,7 +182,11 @@ def collect(
 
     With `skills`, each trajectory gets skills retrieved for its task at reset: in the student's
     prompt (Skill-GRPO) and/or in a teacher prompt stored with each sample (SDAR family).
+    `reward="env"` scores a turn with the env's reward times `win_reward`; `"won"` gives
+    `win_reward` on the turn that wins the episode and nothing else (verl-agent's WebShop reward).
     """
+    if reward not in ("env", "won"):
+        raise ValueError(f"reward={reward!r}: expected 'env' or 'won'.")
     n = len(task_ids) * group_size
     if n > pool.n:
         raise ValueError(f"{n} rollouts need {n} env slots; the pool has {pool.n}.")
@@ -217,8 +224,14 @@ def collect(
                                               skills.placement, prompt)
             sample = Sample(prompt, response, t.group, traj_offset + t.slot, turn, 0.0, p.valid, t.task_id,
                             t.task_type, t.task, teacher_prompt_ids=teacher)
-            _advance(t, results[t.slot], sample, p.action, win_reward)
+            _advance(t, results[t.slot], sample, p.action, win_reward, reward == "won")
 
+    _finish(batch, trajs, traj_offset, invalid_penalty)
+    return batch
+
+
+def _finish(batch: RolloutBatch, trajs: list[_Trajectory], traj_offset: int, invalid_penalty: float) -> None:
+    """Score every sample with its trajectory's return and summarise each finished episode."""
     for t in trajs:
         if t.dropped or not t.samples:
             batch.dropped += 1
@@ -229,19 +242,21 @@ def collect(
         batch.samples += t.samples
         shown = (tuple(t.skills.ids), t.skills.task_type) if t.skills is not None else ((), None)
         batch.episodes.append(Episode(traj_offset + t.slot, t.group, t.task_id, t.task_type, t.won, ret,
-                                      len(t.samples), sum(s.valid for s in t.samples), t.admissible_turns, *shown))
+                                      len(t.samples), sum(s.valid for s in t.samples), t.admissible_turns, *shown,
+                                      score=t.score))
     if batch.dropped:
-        logger.warning("dropped %d of %d trajectories whose env failed", batch.dropped, n)
-    return batch
+        logger.warning("dropped %d of %d trajectories whose env failed", batch.dropped, len(trajs))
 
 
-def _advance(t: _Trajectory, result: Any, sample: Sample, action: str, win_reward: float) -> None:
+def _advance(t: _Trajectory, result: Any, sample: Sample, action: str, win_reward: float, won_only: bool) -> None:
     """Record one turn's sample and move the trajectory to the env's answer (or drop it)."""
     if isinstance(result, Failure):
         t.alive, t.dropped = False, True
         return
     obs, reward, terminated, truncated, info = result
-    sample.reward = win_reward * float(reward)
+    won_now = bool(info.get("won", False)) and not t.won
+    sample.reward = win_reward * (float(won_now) if won_only else float(reward))
+    t.score = float(info.get("score", t.score))
     t.samples.append(sample)
     t.admissible_turns += bool(info.get("action_valid", True))
     t.history.append((t.observation, action))

@@ -14,6 +14,7 @@ METRICS = {
     "episode/success_rate": "share of training episodes won",
     "episode/success_rate/<task_type>": "the same per task type",
     "episode/return": "mean episode return (env reward x rollout.win_reward)",
+    "episode/score": "mean final task score (info['score']: WebShop's purchase reward, Search-QA's F1)",
     "episode/length": "mean turns per episode",
     "episode/valid_action_ratio": "share of turns whose response followed the <think>/<action> format",
     "episode/admissible_action_ratio": "share of turns the env accepted (info['action_valid'])",
@@ -43,6 +44,7 @@ METRICS = {
     "val/success_rate": "share of validation episodes won (held-out split)",
     "val/success_rate/<task_type>": "the same per task type",
     "val/success_rate_no_skills": "Skill-GRPO only: validation without skills in the prompt",
+    "val/score": "mean final task score of validation episodes",
 }
 PLOTTED = ["episode/success_rate", "episode/return", "episode/valid_action_ratio", "actor/pg_loss",
            "actor/kl", "actor/entropy", "val/success_rate", "sdar/gate_mean", "sdar/gate_active_ratio",

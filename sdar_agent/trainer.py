@@ -194,7 +194,7 @@ class Trainer:
             cfg.rollout.group_size, self._sampling(),
             max_turns=cfg.env.max_turns, history_length=cfg.rollout.history_length,
             max_prompt_tokens=cfg.rollout.max_prompt_tokens, win_reward=cfg.rollout.win_reward,
-            invalid_penalty=cfg.rollout.invalid_action_penalty,
+            invalid_penalty=cfg.rollout.invalid_action_penalty, reward=cfg.rollout.reward,
             traj_offset=rank * self.pool.n, group_offset=rank * self.tasks_per_rank,
             skills=self._skill_use(),
         )
@@ -374,7 +374,7 @@ class Trainer:
     def _episode_metrics(self, batch: RolloutBatch) -> dict[str, float]:
         from accelerate.utils import gather_object
 
-        episodes = gather_object([(e.task_type, e.won, e.ret, e.length, e.valid_turns, e.admissible_turns)
+        episodes = gather_object([(e.task_type, e.won, e.ret, e.length, e.valid_turns, e.admissible_turns, e.score)
                                   for e in batch.episodes])
         dropped = sum(gather_object([batch.dropped]))
         metrics: dict[str, float] = {"episode/dropped": float(dropped)}
@@ -383,6 +383,7 @@ class Trainer:
             metrics.update({
                 "episode/success_rate": float(np.mean([e[1] for e in episodes])),
                 "episode/return": float(np.mean([e[2] for e in episodes])),
+                "episode/score": float(np.mean([e[6] for e in episodes])),
                 "episode/length": float(np.mean([e[3] for e in episodes])),
                 "episode/valid_action_ratio": sum(e[4] for e in episodes) / max(turns, 1),
                 "episode/admissible_action_ratio": sum(e[5] for e in episodes) / max(turns, 1),
@@ -422,7 +423,8 @@ class Trainer:
 
         student_skills = self.spec.skills_in_student
         result = run(SkillUse(self.skills, True, False, cfg.skills.placement) if student_skills else None)
-        metrics = {f"val/{k}": v for k, v in result["success_rate"].items()} | {"val/success_rate": result["overall"]}
+        metrics = {f"val/{k}": v for k, v in result["success_rate"].items()} | {"val/success_rate": result["overall"],
+                                                                                 "val/score": result["mean_score"]}
         if student_skills:  # Skill-GRPO is evaluated with and without its skills
             metrics["val/success_rate_no_skills"] = run(None)["overall"]
         return metrics

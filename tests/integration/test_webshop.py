@@ -313,6 +313,7 @@ def test_bad_requests_get_4xx_not_500(server_url):
     assert r.status_code == 400 and "&lt;b&gt;x&lt;/b&gt;" in r.text
     r = s.post(f"{server_url}/s/{sid}/search", data={"q": "green tea"})
     assert r.status_code == 200 and "Total results" in r.text  # POST -> 303 -> the results page
+    assert f'action="/s/{sid}/click"' in r.text  # the page's buttons post back to this session
     assert s.get(server_url + "/healthz").json()["ok"]
 
 
