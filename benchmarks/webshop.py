@@ -13,6 +13,7 @@ against the server for a fixed time: requests/s and the median latency.
 from __future__ import annotations
 
 import argparse
+import logging
 import socket
 import statistics
 import threading
@@ -82,6 +83,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=16, help="waitress worker threads")
     parser.add_argument("--data-dir", default=None, help="WebShop real data; default: the embedded catalog")
     args = parser.parse_args()
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # queue-depth notes under deliberate load
 
     shop = get_shop(args.data_dir)
     port = free_port()

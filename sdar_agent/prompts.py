@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from sdar_agent.parsing import ParsedAction, parse_think_action
+from sdar_agent.parsing import ParsedAction, parse_search_answer, parse_think_action
 
 THINK_ACTION_INSTRUCTION = (
     "First reason about what to do next inside <think> </think>. Then write exactly one action "
@@ -75,6 +75,15 @@ TEMPLATES: dict[str, PromptTemplate] = {
         "inside <action> </action>: search[your keywords] when search[<query>] is admissible, or "
         "one of the admissible click[...] actions.",
     ),
+    "searchqa": PromptTemplate(
+        "searchqa",
+        "You answer questions with the help of a search engine over an encyclopedia. Each search "
+        "returns the top passages inside <information> </information>.",
+        "First reason inside <think> </think>. Then either search, writing <search> your query "
+        "</search>, or, when you know the answer, give it inside <answer> </answer> with no "
+        "explanation, for example <answer> Paris </answer>.",
+        parse=parse_search_answer,
+    ),
     "generic": PromptTemplate(
         "generic",
         "You are an agent acting in a text environment by typing actions.",
@@ -83,6 +92,7 @@ TEMPLATES: dict[str, PromptTemplate] = {
 ENV_TEMPLATES: dict[str, str] = {
     "sdar/ALFWorld-v0": "alfworld",
     "sdar/WebShop-v0": "webshop",
+    "sdar/SearchQA-v0": "searchqa",
     "examples/GuessNumber-v0": "generic",
 }
 

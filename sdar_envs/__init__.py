@@ -11,7 +11,7 @@ from sdar_envs.core import INFO_KEYS, TextEnv, TextSpace
 
 __all__ = ["INFO_KEYS", "TextEnv", "TextSpace", "ENV_IDS"]
 
-ENV_IDS = ("sdar/ALFWorld-v0", "sdar/WebShop-v0")
+ENV_IDS = ("sdar/ALFWorld-v0", "sdar/WebShop-v0", "sdar/SearchQA-v0")
 
 if "sdar/ALFWorld-v0" not in registry:
     register(
@@ -25,4 +25,11 @@ if "sdar/WebShop-v0" not in registry:
         id="sdar/WebShop-v0",
         entry_point="sdar_envs.webshop.env:WebShopEnv",
         max_episode_steps=15,
+    )
+
+if "sdar/SearchQA-v0" not in registry:
+    register(
+        id="sdar/SearchQA-v0",
+        entry_point="sdar_envs.searchqa.env:SearchQAEnv",
+        max_episode_steps=4,
     )

@@ -116,13 +116,20 @@ def fingerprint(docs: Sequence[dict[str, str]]) -> str:
     return digest.hexdigest()[:16]
 
 
-def build_index(name: str, docs: Sequence[dict[str, str]], *, store_raw: bool = False, threads: int = 1) -> Path:
+def build_index(
+    name: str, docs: Iterable[dict[str, str]], *, key: str | None = None, store_raw: bool = False, threads: int = 1
+) -> Path:
     """Index `docs` (`{"id", "contents"}`) with BM25's default English analyzer; cached.
 
-    The index is built in a temporary directory and renamed into place, so a crash never leaves
-    half an index and concurrent builders (env worker processes) do not clash.
+    The cache key is `key`, else a hash of the documents (pass a key, such as a file's path, size
+    and mtime, for a corpus too large to hash). The index is built in a temporary directory and
+    renamed into place, so a crash never leaves half an index and concurrent builders (env worker
+    processes) do not clash.
     """
-    target = cache_dir() / "lucene" / f"{name}-{fingerprint(docs)}"
+    if key is None:
+        docs = list(docs)
+        key = fingerprint(docs)
+    target = cache_dir() / "lucene" / f"{name}-{key}"
     if (target / "done").exists():
         return target
     start_jvm()
@@ -133,13 +140,15 @@ def build_index(name: str, docs: Sequence[dict[str, str]], *, store_raw: bool = 
     try:
         args = ["-index", str(tmp)] + (["-storeRaw"] if store_raw else [])
         indexer = LuceneIndexer(args=args, threads=threads)
+        count = 0
         for doc in docs:
             if store_raw:
                 indexer.add_doc_raw(json.dumps({"id": doc["id"], "contents": doc["contents"]}))
             else:
                 indexer.add_doc_dict(doc)
+            count += 1
         indexer.close()
-        (tmp / "done").write_text(f"{len(docs)} documents\n")
+        (tmp / "done").write_text(f"{count} documents\n")
         try:
             tmp.rename(target)
         except OSError:  # another process finished first
@@ -147,7 +156,7 @@ def build_index(name: str, docs: Sequence[dict[str, str]], *, store_raw: bool = 
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    logger.info("indexed %d documents into %s", len(docs), target)
+    logger.info("indexed %d documents into %s", count, target)
     return target
 
 

@@ -1,0 +1,137 @@
+"""Search-QA's retriever: Pyserini BM25 over a wiki-18 style corpus or a Lucene index.
+
+    Bm25Retriever.from_corpus("wiki-18.jsonl")    # indexed on first use, cached
+    Bm25Retriever.from_index("indexes/wiki18")     # an existing Lucene index (e.g. Pyserini prebuilt)
+    DenseRetriever("indexes/e5-faiss", "models/e5-base-v2", texts=Bm25Retriever.from_index(...))
+
+Every retriever answers `search(queries, topk)` with, per query, the top passages: `Passage(id,
+title, text, score)`. `format_information` writes them as Search-R1 does:
+`Doc 1(Title: "Title") text` lines inside `<information> </information>`.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from sdar_envs.lucene import Bm25Searcher, build_index, iter_jsonl
+from sdar_envs.searchqa.data import QAFormatError, split_title
+
+
+@dataclass(frozen=True)
+class Passage:
+    """One retrieved passage."""
+
+    id: str
+    title: str  # as the corpus writes it, quotes included ("Paul Walker")
+    text: str
+    score: float
+
+    @property
+    def contents(self) -> str:
+        """The wiki-18 `contents` field: title line, then the text."""
+        return f"{self.title}\n{self.text}"
+
+
+def format_information(passages: Sequence[Passage]) -> str:
+    """Search-R1's rendering of retrieved passages."""
+    docs = "\n".join(f"Doc {i}(Title: {p.title}) {p.text}" for i, p in enumerate(passages, 1))
+    return f"<information>{docs.strip()}</information>"
+
+
+class Bm25Retriever:
+    """Pyserini Lucene BM25; passages come back from the index's stored raw JSON."""
+
+    def __init__(self, index_dir: str | os.PathLike[str], *, threads: int = 2, cache: int = 65536) -> None:
+        self.searcher = Bm25Searcher(index_dir)
+        self.threads = threads
+        self._contents = functools.lru_cache(maxsize=cache)(self._read_contents)
+
+    @classmethod
+    def from_corpus(cls, corpus: str | os.PathLike[str], **kwargs) -> Bm25Retriever:
+        """Index a `{"id", "contents"}` JSON-lines corpus (once; cached by path, size and mtime)."""
+        path = Path(corpus).expanduser().resolve()
+        if not path.is_file():
+            raise QAFormatError(f"corpus file {path} does not exist.")
+        stat = path.stat()
+        key = hashlib.sha256(f"{path}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:16]
+
+        def docs():
+            for i, row in enumerate(iter_jsonl(path)):
+                if not isinstance(row, dict) or "contents" not in row:
+                    raise QAFormatError(f"{path}, row {i}: expected {{'id', 'contents'}}.")
+                yield {"id": str(row.get("id", i)), "contents": str(row["contents"])}
+
+        return cls(build_index(f"searchqa-{path.stem}", docs(), key=key, store_raw=True), **kwargs)
+
+    @classmethod
+    def from_documents(cls, name: str, docs: Sequence[dict[str, str]], **kwargs) -> Bm25Retriever:
+        """Index in-memory documents (the embedded corpus); cached by their hash."""
+        return cls(build_index(f"searchqa-{name}", docs, store_raw=True), **kwargs)
+
+    @classmethod
+    def from_index(cls, index_dir: str | os.PathLike[str], **kwargs) -> Bm25Retriever:
+        """An existing Lucene index directory (its documents must store their raw JSON)."""
+        return cls(index_dir, **kwargs)
+
+    def _read_contents(self, docid: str) -> str:
+        raw = self.searcher.raw(docid)
+        if raw is None:
+            raise KeyError(docid)
+        try:
+            return json.loads(raw).get("contents", "")
+        except (json.JSONDecodeError, AttributeError):
+            return raw  # an index that stores plain text
+
+    def passage(self, docid: str, score: float = 0.0) -> Passage:
+        """The stored passage `docid` (recently read passages are cached)."""
+        title, text = split_title(self._contents(docid))
+        return Passage(docid, title, text, score)
+
+    def search(self, queries: Sequence[str], topk: int = 3) -> list[list[Passage]]:
+        """The top `topk` passages of each query, best first (an empty query finds none)."""
+        asked = [i for i, q in enumerate(queries) if q.strip()]
+        hits: list[list] = [[] for _ in queries]
+        if len(asked) == 1:
+            hits[asked[0]] = self.searcher.search(queries[asked[0]], k=topk)
+        elif asked:
+            found = self.searcher.batch_search([queries[i] for i in asked], k=topk, threads=self.threads)
+            for i, row in zip(asked, found, strict=True):
+                hits[i] = row
+        return [[self.passage(h.docid, h.score) for h in row] for row in hits]
+
+
+class DenseRetriever:
+    """Pyserini's Faiss searcher with a local query encoder, for users who have a dense index.
+
+    Texts come from `texts` (a `Bm25Retriever` over the same corpus, whose index stores the raw
+    documents). Needs `faiss-cpu` and the encoder's weights on disk; nothing in the defaults uses it.
+    """
+
+    def __init__(self, index_dir: str | os.PathLike[str], encoder: str | os.PathLike[str], texts: Bm25Retriever,
+                 *, threads: int = 2) -> None:  # fmt: skip
+        from sdar_envs.lucene import start_jvm
+
+        if not Path(index_dir).is_dir():
+            raise FileNotFoundError(f"dense index directory {index_dir} does not exist.")
+        if not Path(encoder).exists():
+            raise FileNotFoundError(f"query encoder {encoder} does not exist (give a local model path).")
+        start_jvm()
+        try:
+            from pyserini.search.faiss import AutoQueryEncoder, FaissSearcher
+        except ImportError as e:
+            raise ImportError(f"dense retrieval needs faiss: pip install faiss-cpu ({e}).") from e
+        self.searcher = FaissSearcher(str(index_dir), AutoQueryEncoder(str(encoder), pooling="mean"))
+        self.texts = texts
+        self.threads = threads
+
+    def search(self, queries: Sequence[str], topk: int = 3) -> list[list[Passage]]:
+        """The top `topk` passages of each query by inner product."""
+        qids = [str(i) for i in range(len(queries))]
+        results = self.searcher.batch_search(list(queries), qids, k=topk, threads=self.threads)
+        return [[self.texts.passage(h.docid, float(h.score)) for h in results.get(q, [])] for q in qids]

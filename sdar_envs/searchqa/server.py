@@ -1,0 +1,183 @@
+"""The retrieval HTTP server: many env workers share one index.
+
+    python -m sdar_envs.searchqa.server --port 8000                       # the embedded corpus
+    python -m sdar_envs.searchqa.server --corpus wiki-18.jsonl --port 8000
+    python -m sdar_envs.searchqa.server --index indexes/wiki18 --threads 32
+
+binds 127.0.0.1 by default and serves with waitress. `POST /retrieve` takes either request shape:
+
+- Search-R1's `{"queries": ["...", ...], "topk": 3, "return_scores": false}`;
+- verl-agent's `{"query": "..."}` (one query; `topk` and `return_scores` optional here too);
+
+and answers `{"result": [[passage, ...] per query]}`, a passage being `{"id", "contents"}`, or
+`{"document": {"id", "contents"}, "score": s}` with `return_scores`. Queries from concurrent clients
+that queue up while a batch runs are searched together as the next batch (`--max-batch`;
+`--max-wait-ms` adds a wait for more). A malformed body
+gets a 400 with the reason; `GET /healthz` reports the index size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import queue
+import threading
+from collections import defaultdict
+from concurrent.futures import Future
+from typing import Any
+
+from flask import Flask, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+logger = logging.getLogger(__name__)
+MAX_QUERIES = 512
+MAX_TOPK = 100
+MAX_QUERY_CHARS = 2000
+
+
+class Batcher:
+    """Collects queries from concurrent requests and searches them in batches on one thread."""
+
+    def __init__(self, retriever: Any, *, max_batch: int = 64, max_wait_ms: float = 0.0) -> None:
+        self.retriever = retriever
+        self.max_batch = max_batch
+        self.max_wait = max_wait_ms / 1000
+        self.queue: queue.Queue[tuple[list[str], int, Future]] = queue.Queue()
+        self.batches = 0
+        threading.Thread(target=self._loop, name="retrieval-batcher", daemon=True).start()
+
+    def search(self, queries: list[str], topk: int) -> list[list[Any]]:
+        """Queue the queries, wait for their batch; the passages of each query."""
+        future: Future = Future()
+        self.queue.put((queries, topk, future))
+        return future.result()
+
+    def _loop(self) -> None:
+        while True:
+            jobs = [self.queue.get()]
+            size = len(jobs[0][0])
+            while size < self.max_batch:
+                try:  # take what has queued up meanwhile; wait max_wait only when asked to
+                    job = self.queue.get(timeout=self.max_wait) if self.max_wait > 0 else self.queue.get_nowait()
+                except queue.Empty:
+                    break
+                jobs.append(job)
+                size += len(job[0])
+            by_topk: dict[int, list[tuple[list[str], Future]]] = defaultdict(list)
+            for queries, topk, future in jobs:
+                by_topk[topk].append((queries, future))
+            for topk, group in by_topk.items():
+                flat = [q for queries, _ in group for q in queries]
+                try:
+                    results = self.retriever.search(flat, topk)
+                except Exception as e:  # noqa: BLE001 - handed to the waiting requests
+                    for _, future in group:
+                        future.set_exception(e)
+                    continue
+                self.batches += 1
+                start = 0
+                for queries, future in group:
+                    future.set_result(results[start : start + len(queries)])
+                    start += len(queries)
+
+
+def _bad(message: str):
+    return jsonify({"error": message}), 400
+
+
+def parse_request(body: Any, default_topk: int) -> tuple[list[str], int, bool]:
+    """Validate a /retrieve body (either shape) -> (queries, topk, return_scores); ValueError says why."""
+    if not isinstance(body, dict):
+        raise ValueError('send a JSON object: {"queries": ["..."], "topk": 3} or {"query": "..."}')
+    if "queries" in body and "query" in body:
+        raise ValueError("give 'queries' (a list) or 'query' (a string), not both")
+    if "query" in body:
+        if not isinstance(body["query"], str):
+            raise ValueError("'query' must be a string")
+        queries = [body["query"]]
+    elif "queries" in body:
+        queries = body["queries"]
+        if not isinstance(queries, list) or not all(isinstance(q, str) for q in queries):
+            raise ValueError("'queries' must be a list of strings")
+    else:
+        raise ValueError("the body needs 'queries' (a list of strings) or 'query' (a string)")
+    if len(queries) > MAX_QUERIES:
+        raise ValueError(f"{len(queries)} queries in one request; send at most {MAX_QUERIES}")
+    if any(len(q) > MAX_QUERY_CHARS for q in queries):
+        raise ValueError(f"a query is longer than {MAX_QUERY_CHARS} characters")
+    topk = body.get("topk", default_topk)
+    if topk is None:
+        topk = default_topk
+    if isinstance(topk, bool) or not isinstance(topk, int) or not 1 <= topk <= MAX_TOPK:
+        raise ValueError(f"'topk' must be an int in [1, {MAX_TOPK}], got {topk!r}")
+    scores = body.get("return_scores", False)
+    if not isinstance(scores, bool):
+        raise ValueError("'return_scores' must be true or false")
+    return queries, topk, scores
+
+
+def create_app(retriever: Any, *, topk: int = 3, max_batch: int = 64, max_wait_ms: float = 0.0) -> Flask:
+    """The retrieval app over `retriever` (anything with `search(queries, topk)`)."""
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = 4 * 1024 * 1024
+    batcher = Batcher(retriever, max_batch=max_batch, max_wait_ms=max_wait_ms)
+    app.extensions["batcher"] = batcher
+
+    @app.post("/retrieve")
+    def retrieve():
+        try:
+            queries, k, scores = parse_request(request.get_json(silent=True), topk)
+        except ValueError as e:
+            return _bad(f"bad /retrieve request: {e}.")
+        results = batcher.search(queries, k) if queries else []
+        if scores:
+            rows = [
+                [{"document": {"id": p.id, "contents": p.contents}, "score": p.score} for p in ps] for ps in results
+            ]
+        else:
+            rows = [[{"id": p.id, "contents": p.contents} for p in ps] for ps in results]
+        return jsonify({"result": rows})
+
+    @app.get("/healthz")
+    def healthz():
+        size = len(retriever.searcher) if hasattr(retriever, "searcher") else None
+        return jsonify({"ok": True, "documents": size, "batches": batcher.batches})
+
+    @app.errorhandler(HTTPException)
+    def http_error(e: HTTPException):
+        return jsonify({"error": e.description, "status": e.code}), e.code
+
+    return app
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m sdar_envs.searchqa.server`: serve a retriever."""
+    from sdar_envs.searchqa.env import get_retriever
+
+    parser = argparse.ArgumentParser(description="Serve BM25 retrieval over HTTP (POST /retrieve).")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: this machine only)")
+    parser.add_argument("--port", type=int, default=8000)
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--corpus", help="a wiki-18 style JSON-lines corpus (indexed on first use)")
+    source.add_argument("--index", help="an existing Lucene index directory")
+    parser.add_argument("--topk", type=int, default=3, help="default topk when a request gives none")
+    parser.add_argument("--threads", type=int, default=16, help="waitress worker threads")
+    parser.add_argument("--max-batch", type=int, default=64)
+    parser.add_argument(
+        "--max-wait-ms",
+        type=float,
+        default=0.0,
+        help="wait this long for more queries before a batch (0: batch what has queued up)",
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    retriever = get_retriever(corpus=args.corpus, index_dir=args.index)
+    app = create_app(retriever, topk=args.topk, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms)
+    from waitress import serve
+
+    print(f"retrieval: {len(retriever.searcher)} documents; POST http://{args.host}:{args.port}/retrieve", flush=True)
+    serve(app, host=args.host, port=args.port, threads=args.threads, connection_limit=1000)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,232 @@
+"""sdar/SearchQA-v0: the retriever, the server, the env, and the loaders on real data."""
+
+from __future__ import annotations
+
+import socket
+import threading
+
+import gymnasium as gym
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+pytest.importorskip("pyserini", reason="Search-QA's extras are not installed (pip install 'sdar[searchqa]')")
+
+from sdar_envs.searchqa.data import QAFormatError, load_corpus, load_questions  # noqa: E402
+from sdar_envs.searchqa.env import REMINDER, SearchQAEnv, embedded_set, get_retriever  # noqa: E402
+from sdar_envs.searchqa.retriever import Bm25Retriever, format_information  # noqa: E402
+from sdar_envs.searchqa.server import create_app  # noqa: E402
+from tests.conftest import shared_path  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def env():
+    e = SearchQAEnv(split="test")
+    yield e
+    e.close()
+
+
+def title_of(hop: str) -> str:
+    return f'"{hop}"'
+
+
+def test_retrieval_finds_the_gold_passage_for_single_hop_questions():
+    retriever = get_retriever()
+    questions = [q for q in embedded_set().questions if q["data_source"] == "single_hop"][:300]
+    results = retriever.search([q["question"] for q in questions], 3)
+    found = sum(title_of(q["hops"][0]) in [p.title for p in ps] for q, ps in zip(questions, results, strict=True))
+    assert found / len(questions) >= 0.95
+
+
+def test_information_block_is_search_r1_style():
+    passages = get_retriever().search(["Who founded the company"], 3)[0]
+    text = format_information(passages)
+    assert text.startswith("<information>Doc 1(Title: \"") and text.endswith("</information>")
+    assert "\nDoc 2(Title: " in text and "\nDoc 3(Title: " in text
+
+
+def test_env_contract_and_episode(env):
+    check_env(env, skip_render_check=True)
+    obs, info = env.reset(options={"task_index": 0})
+    assert obs == info["task"] and info["admissible_actions"] == [] and info["task_type"] in (
+        "single_hop", "entity_attribute", "multi_hop", "comparison")
+    obs, reward, terminated, _, info = env.step("I am not sure")
+    assert obs == REMINDER and not info["action_valid"] and not terminated and reward == 0.0
+    obs, reward, terminated, _, info = env.step("<think>look it up</think> <search> something </search>")
+    assert obs.startswith("<information>") and info["action_valid"] and not terminated
+    obs, reward, terminated, _, info = env.step("answer[definitely wrong]")
+    assert terminated and reward == 0.0 and not info["won"] and info["score"] == 0.0
+
+
+def test_oracle_wins_every_kind(env):
+    kinds = {}
+    for index in range(0, env.num_tasks, 7):
+        env.reset(options={"task_index": index})
+        for action in env.oracle_actions():
+            obs, reward, terminated, _, info = env.step(action)
+        assert terminated and reward == 1.0 and info["won"] and info["score"] == 1.0, obs
+        kinds[info["task_type"]] = kinds.get(info["task_type"], 0) + 1
+    assert set(kinds) == {"single_hop", "entity_attribute", "multi_hop", "comparison"}
+
+
+def test_question_searcher_answers_from_the_gold_passage(env):
+    """Search with the question, answer with the gold answer only if the passages contain it."""
+    wins = tried = 0
+    for index in range(0, env.num_tasks, 5):
+        _, info = env.reset(options={"task_index": index})
+        if info["task_type"] != "single_hop":
+            continue
+        obs, *_ = env.step(f"<search> {info['task']} </search>")
+        gold = env.unwrapped._question.golden_answers[0]
+        _, reward, *_ = env.step(f"<answer> {gold if gold in obs else 'unknown'} </answer>")
+        wins += reward == 1.0
+        tried += 1
+    assert wins / tried >= 0.95
+
+
+def test_max_turns_and_partial_credit():
+    env = gym.make("sdar_envs:sdar/SearchQA-v0", split="valid", max_episode_steps=2)
+    env.reset(options={"task_index": 0})
+    env.step("<search>a</search>")
+    *_, truncated, _ = env.step("<search>b</search>")
+    assert truncated
+    env.reset(options={"task_index": 0})
+    gold = env.unwrapped._question.golden_answers[0]
+    _, reward, terminated, _, info = env.step(f"<answer>{gold} and more</answer>")
+    assert terminated and reward == 0.0 and 0.0 < info["score"] < 1.0
+    env.close()
+
+
+# ---------------------------------------------------------------------------- real data
+def test_loaders_on_search_r1_parquet_and_flashrag_jsonl():
+    parquet = load_questions(shared_path("searchqa", "nq_search_test_100.parquet"))
+    assert len(parquet) == 100 and {q.data_source for q in parquet} == {"nq"}
+    assert parquet[0].question.startswith("who got the first nobel prize") and parquet[0].golden_answers
+    jsonl = load_questions(shared_path("searchqa", "nq_test_17.jsonl"))
+    assert len(jsonl) == 17 and jsonl[0].data_source == "nq" and jsonl[0].golden_answers == ("Wilhelm Conrad Röntgen",)
+
+
+def test_retriever_on_real_wiki18_sample():
+    path = shared_path("searchqa", "wiki18_sample_1000.jsonl")
+    docs = load_corpus(path)
+    retriever = Bm25Retriever.from_corpus(path)
+    assert len(retriever.searcher) == len(docs) == 1000
+    hits = 0
+    for doc in docs[:100]:
+        title, _, text = doc["contents"].partition("\n")
+        query = f"{title.strip(chr(34))} {' '.join(text.split()[:12])}"
+        top = retriever.search([query], 3)[0]
+        hits += top[0].id == doc["id"]
+        assert top[0].contents in {d["contents"] for d in docs}
+    assert hits >= 95
+
+
+def test_env_on_real_questions_needs_and_uses_a_corpus():
+    questions = shared_path("searchqa", "nq_test_17.jsonl")
+    corpus = shared_path("searchqa", "wiki18_sample_1000.jsonl")
+    with pytest.raises(ValueError, match="need their corpus"):
+        SearchQAEnv(questions=str(questions))
+    env = gym.make("sdar_envs:sdar/SearchQA-v0", questions=str(questions), corpus=str(corpus), split="test")
+    obs, info = env.reset(options={"task_index": 0})
+    assert info["task_type"] == "nq" and obs == "who got the first nobel prize in physics"
+    obs, *_ = env.step("<search> nobel prize physics </search>")
+    assert obs.count("Doc ") == 3
+    _, reward, terminated, _, info = env.step("<answer> Wilhelm Conrad Röntgen </answer>")
+    assert terminated and reward == 1.0 and info["won"]
+    env.close()
+
+
+def test_bad_question_files_say_what_is_wrong(tmp_path):
+    bad = tmp_path / "nq_bad.jsonl"
+    bad.write_text('{"question": "q", "golden_answers": []}\n')
+    with pytest.raises(QAFormatError, match="non-empty list"):
+        load_questions(bad)
+    bad.write_text("{oops\n")
+    with pytest.raises(QAFormatError, match="line 1: not valid JSON"):
+        load_questions(bad)
+    (tmp_path / "q.csv").write_text("x")
+    with pytest.raises(QAFormatError, match="expected a .parquet"):
+        load_questions(tmp_path / "q.csv")
+    (tmp_path / "broken.parquet").write_text("not parquet")
+    with pytest.raises(QAFormatError, match="not a readable parquet"):
+        load_questions(tmp_path / "broken.parquet")
+    with pytest.raises(QAFormatError, match="does not exist"):
+        load_questions(tmp_path / "missing.jsonl")
+
+
+# ---------------------------------------------------------------------------- server
+@pytest.fixture(scope="module")
+def server_url():
+    from waitress.server import create_server
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    server = create_server(create_app(get_retriever()), host="127.0.0.1", port=port, threads=8)
+    threading.Thread(target=server.run, daemon=True).start()
+    yield f"http://127.0.0.1:{port}"
+    server.close()
+
+
+def test_server_accepts_both_request_shapes(server_url):
+    import requests
+
+    query = embedded_set().questions[0]["question"]
+    r = requests.post(server_url + "/retrieve", json={"queries": [query, "Company"], "topk": 2, "return_scores": True})
+    assert r.status_code == 200
+    rows = r.json()["result"]
+    assert len(rows) == 2 and len(rows[0]) == 2 and set(rows[0][0]) == {"document", "score"}
+    assert set(rows[0][0]["document"]) == {"id", "contents"}
+    r = requests.post(server_url + "/retrieve", json={"query": query})
+    assert r.status_code == 200 and len(r.json()["result"]) == 1 and len(r.json()["result"][0]) == 3
+    assert set(r.json()["result"][0][0]) == {"id", "contents"}
+    assert r.json()["result"][0][0]["contents"] == rows[0][0]["document"]["contents"]
+
+
+def test_server_rejects_bad_bodies_with_4xx(server_url):
+    import requests
+
+    for kwargs in [{"data": "not json"}, {"json": {"queries": "x"}}, {"json": {"query": "x", "topk": -1}},
+                   {"json": [1, 2]}, {"json": {}}]:
+        r = requests.post(server_url + "/retrieve", **kwargs)
+        assert r.status_code == 400 and "bad /retrieve request" in r.json()["error"], kwargs
+    assert requests.get(server_url + "/retrieve").status_code == 405
+    assert requests.get(server_url + "/nope").status_code == 404
+    assert requests.get(server_url + "/healthz").json()["documents"] == len(embedded_set().passages)
+
+
+def test_concurrent_clients_are_batched_and_get_their_own_results(server_url):
+    import requests
+
+    questions = [q for q in embedded_set().questions if q["data_source"] == "single_hop"][:64]
+    results, errors = {}, []
+
+    def client(i):
+        try:
+            r = requests.post(server_url + "/retrieve", json={"query": questions[i]["question"], "topk": 3})
+            results[i] = [d["contents"].split("\n")[0] for d in r.json()["result"][0]]
+        except Exception as e:  # noqa: BLE001
+            errors.append(repr(e))
+
+    before = requests.get(server_url + "/healthz").json()["batches"]
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(64)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    after = requests.get(server_url + "/healthz").json()["batches"]
+    assert not errors and len(results) == 64
+    assert after - before < 64  # queries that arrived together shared a batch
+    found = sum(f'"{q["hops"][0]}"' in results[i] for i, q in enumerate(questions))
+    assert found >= 60
+
+
+def test_env_through_the_server_matches_in_process(server_url, env):
+    remote = gym.make("sdar_envs:sdar/SearchQA-v0", split="test", retriever_url=server_url)
+    for index in (0, 3):
+        remote.reset(options={"task_index": index})
+        env.reset(options={"task_index": index})
+        for action in env.oracle_actions():
+            a, b = remote.step(action), env.step(action)
+            assert a[0] == b[0] and a[1] == b[1]
+    remote.close()

@@ -1,0 +1,55 @@
+"""The trainer on sdar/SearchQA-v0, unchanged: a 2-step SDAR run with the tiny model."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytest.importorskip("transformers", reason="the trainer needs transformers (pip install 'sdar[train]')")
+pytest.importorskip("pyserini", reason="Search-QA's extras are not installed (pip install 'sdar[searchqa]')")
+
+import torch  # noqa: E402
+
+from sdar_agent.config import load_config  # noqa: E402
+from sdar_agent.prompts import template_for  # noqa: E402
+
+
+def test_searchqa_template_and_parser():
+    template = template_for("sdar_envs:sdar/SearchQA-v0")
+    assert template.name == "searchqa"
+    ok = template.parse("<think>need facts</think>\n<search>  Founder of  X </search>")
+    assert ok.valid and ok.action == "<search> Founder of X </search>"
+    assert template.parse("<think>known</think><answer> Paris </answer>").action == "<answer> Paris </answer>"
+    assert not template.parse("<answer>Paris</answer>").valid  # no <think> first
+    bad = template.parse("Paris, I think")
+    assert not bad.valid and bad.reason == "no <search> or <answer> block"
+    message = template.render("Who founded X?", "Who founded X?", [], [], 0)
+    assert "<search>" in message and "Admissible actions" not in message
+
+
+@pytest.mark.slow
+def test_two_sdar_steps_on_searchqa(tmp_path):
+    from sdar_agent.trainer import Trainer
+
+    cfg = load_config("searchqa_sdar_qwen2.5-3b", [
+        "model.name=tiny", "model.dtype=float32", "model.gradient_checkpointing=false", f"output_dir={tmp_path}",
+        "name=qa", "steps=2", "save_every=2", "val_every=2", "val_tasks=2", "rollout.tasks_per_step=2",
+        "rollout.group_size=2", "rollout.max_response_tokens=8", "rollout.max_prompt_tokens=1024", "env.max_turns=2",
+        "log.progress=false", "log.tensorboard=false", "algo.lr=1e-3", "algo.micro_batch_size=4",
+        "skills.budget_tokens=128",
+    ])
+    trainer = Trainer(cfg)
+    before = {k: v.clone() for k, v in trainer.acc.unwrap_model(trainer.model).state_dict().items()}
+    try:
+        trainer.train()
+    finally:
+        trainer.close()
+    after = trainer.acc.unwrap_model(trainer.model).state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    rows = [json.loads(line) for line in (tmp_path / "qa" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2]
+    for key in ("sdar/gate_mean", "sdar/gate_active_ratio", "episode/score", "val/success_rate"):
+        assert key in rows[-1] and rows[-1][key] == rows[-1][key], key
+    types = {k.rsplit("/", 1)[1] for k in rows[-1] if k.startswith("episode/success_rate/")}
+    assert types and types <= {"single_hop", "entity_attribute", "multi_hop", "comparison"}

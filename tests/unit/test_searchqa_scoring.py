@@ -1,0 +1,79 @@
+"""Search-QA: answer normalisation, EM and F1, action parsing, request validation, the generator."""
+
+import pytest
+
+from sdar_envs.searchqa.scoring import exact_match, normalize_answer, token_f1
+
+
+@pytest.mark.parametrize("raw, normal", [
+    ("The Eiffel Tower!", "eiffel tower"),
+    ("  a   Tale of Two  Cities. ", "tale of two cities"),
+    ("Wilhelm Conrad Röntgen", "wilhelm conrad röntgen"),
+    ("U.S.A.", "usa"),
+    ("an apple and the pear", "apple and pear"),
+    ("theatre", "theatre"),  # articles only as whole words
+    ("1,843", "1843"),
+])
+def test_normalisation(raw, normal):
+    assert normalize_answer(raw) == normal
+
+
+def test_exact_match_against_any_golden_answer():
+    assert exact_match("the Beatles", ["Beatles", "The Fab Four"])
+    assert exact_match("fab four", ["Beatles", "The Fab Four"])
+    assert not exact_match("Beatles band", ["Beatles"])
+    assert not exact_match("", ["Beatles"])
+
+
+def test_token_f1():
+    assert token_f1("Paris", ["Paris"]) == 1.0
+    assert token_f1("Paris France", ["Paris"]) == pytest.approx(2 * 0.5 * 1 / 1.5)
+    assert token_f1("London", ["Paris"]) == 0.0
+    assert token_f1("the", ["Paris"]) == 0.0  # nothing left after normalisation
+    assert token_f1("New York City", ["York", "New York City"]) == 1.0  # the best golden answer
+
+
+def test_parse_action_forms():
+    from sdar_envs.searchqa.env import parse_action
+
+    assert parse_action("<search> who founded x </search>") == ("search", "who founded x")
+    assert parse_action("<think>hmm</think>\n<answer> Paris </answer>") == ("answer", "Paris")
+    assert parse_action("search[red river]") == ("search", "red river")
+    assert parse_action("Answer[1843]") == ("answer", "1843")
+    # the first complete action counts; the prompt's own example never reaches the env
+    assert parse_action("<search>a</search> then <answer>b</answer>") == ("search", "a")
+    assert parse_action("<search>unterminated") is None
+    assert parse_action("I think it is Paris") is None
+
+
+def test_retrieve_request_validation():
+    from sdar_envs.searchqa.server import parse_request
+
+    assert parse_request({"queries": ["a", "b"], "topk": 5, "return_scores": True}, 3) == (["a", "b"], 5, True)
+    assert parse_request({"query": "a"}, 3) == (["a"], 3, False)
+    assert parse_request({"queries": [], "topk": None}, 3) == ([], 3, False)
+    for body, why in [
+        ([1], "JSON object"), ({}, "needs 'queries'"), ({"queries": "a"}, "list of strings"),
+        ({"query": 3}, "'query' must be a string"), ({"query": "a", "queries": ["b"]}, "not both"),
+        ({"query": "a", "topk": 0}, "'topk'"), ({"query": "a", "topk": True}, "'topk'"),
+        ({"query": "a", "return_scores": "yes"}, "return_scores"), ({"queries": ["a"] * 600}, "at most"),
+        ({"query": "x" * 3000}, "longer than"),
+    ]:
+        with pytest.raises(ValueError, match=why):
+            parse_request(body, 3)
+
+
+def test_generated_set_is_deterministic_and_shaped():
+    from sdar_envs.searchqa.generator import KINDS, generate, split_questions
+
+    a, b = generate(), generate()
+    assert a.passages == b.passages and a.questions == b.questions
+    assert 3000 <= len(a.passages) <= 5000
+    assert {q["data_source"] for q in a.questions} == set(KINDS)
+    assert all(p["contents"].startswith('"') and "\n" in p["contents"] for p in a.passages)
+    splits = {s: {q["id"] for q in split_questions(a.questions, s)} for s in ("train", "valid", "test")}
+    train, valid, test = splits["train"], splits["valid"], splits["test"]
+    assert not (train & test or train & valid or valid & test)
+    assert sum(map(len, splits.values())) == len(a.questions)
+    multi = [q for q in a.questions if q["data_source"] == "multi_hop"]
+    assert all(len(q["hops"]) == 2 for q in multi)
