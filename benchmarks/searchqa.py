@@ -13,16 +13,15 @@ from __future__ import annotations
 
 import argparse
 import logging
-import socket
 import threading
 import time
 
 import requests
-from waitress.server import create_server
 
 from sdar_envs.lucene import lucene_searcher_class
 from sdar_envs.searchqa.env import embedded_set, get_retriever
 from sdar_envs.searchqa.server import create_app
+from sdar_envs.serving import BackgroundServer
 
 
 def rate(n: int, seconds: float) -> str:
@@ -33,16 +32,6 @@ def timed(fn) -> float:
     start = time.perf_counter()
     fn()
     return time.perf_counter() - start
-
-
-def serve(retriever) -> tuple[str, object]:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    server = create_server(create_app(retriever), host="127.0.0.1", port=port, threads=32)
-    threading.Thread(target=server.run, daemon=True).start()
-    return f"http://127.0.0.1:{port}", server
 
 
 def load(url: str, queries: list[str], clients: int) -> float:
@@ -93,7 +82,8 @@ def main() -> None:
         f"  ours / raw, one at a time: {rows['pyserini raw, one at a time'] / rows['ours, one at a time']:.2f}; "
         f"batched: {rows['pyserini raw batch_search (2 threads)'] / rows['ours, batches of 64']:.2f}"
     )
-    url, server = serve(retriever)
+    server = BackgroundServer(create_app(retriever), threads=32)
+    url = server.url
     for clients in [int(c) for c in args.clients.split(",")]:
         print(f"  {'server, ' + str(clients) + ' concurrent clients':40s} {rate(n, load(url, queries, clients))}")
     server.close()

@@ -14,24 +14,15 @@ from __future__ import annotations
 
 import argparse
 import logging
-import socket
 import statistics
 import threading
 import time
 
 import requests
-from waitress.server import create_server
 
+from sdar_envs.serving import BackgroundServer
 from sdar_envs.webshop.env import WebShopEnv
 from sdar_envs.webshop.server import create_app, get_shop
-
-
-def free_port() -> int:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    return port
 
 
 def play(env: WebShopEnv, index: int, plan: list[str]) -> tuple[int, float]:
@@ -86,10 +77,8 @@ def main() -> None:
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)  # queue-depth notes under deliberate load
 
     shop = get_shop(args.data_dir)
-    port = free_port()
-    server = create_server(create_app(shop), host="127.0.0.1", port=port, threads=args.threads)
-    threading.Thread(target=server.run, daemon=True).start()
-    base_url = f"http://127.0.0.1:{port}"
+    server = BackgroundServer(create_app(shop), threads=args.threads)
+    base_url = server.url
 
     local = WebShopEnv(split="test", data_dir=args.data_dir)
     remote = WebShopEnv(split="test", base_url=base_url)

@@ -1,7 +1,7 @@
 """The contract every sdar environment keeps (DESIGN.md section 3).
 
 `TextEnv` is the base class of all benchmarks. A subclass says which tasks a split holds
-(`task_ids`, `task_types`), how to start one (`_start`) and how to apply an action (`_act`);
+(`set_tasks(task_ids, task_types)`), how to start one (`_start`) and how to apply an action (`_act`);
 the base class does everything the contract asks of every env alike:
 
 - `reset(seed=, options={"task_id" | "task_index": ...})` selects the task (GRPO plays the same
@@ -86,7 +86,7 @@ class Transition:
 class TextEnv(gym.Env[str, str]):
     """Base class of the text benchmarks: string observations and actions, task selection, info.
 
-    Subclasses set `splits` and implement `task_ids`, `task_types`, `_start` and `_act`.
+    Subclasses set `splits`, declare their tasks with `set_tasks` and implement `_start` and `_act`.
     """
 
     metadata = {"render_modes": ["ansi"], "render_fps": 1}
@@ -108,6 +108,8 @@ class TextEnv(gym.Env[str, str]):
         self.render_mode = render_mode
         self.observation_space = TextSpace(MAX_OBSERVATION_CHARS)
         self.action_space = TextSpace(MAX_ACTION_CHARS)
+        self._task_ids: list[str] = []
+        self._task_types: list[str] = []
         self._task_index: int | None = None
         self._task: TaskStart | None = None
         self._steps = 0
@@ -116,15 +118,27 @@ class TextEnv(gym.Env[str, str]):
         self._transcript: list[str] = []
 
     # ------------------------------------------------------------------ subclass interface
-    @property
-    @abstractmethod
-    def task_ids(self) -> Sequence[str]:
-        """The ids of the split's tasks, in a fixed order (`task_index` indexes this list)."""
+    def set_tasks(self, task_ids: Sequence[str], task_types: Sequence[str]) -> None:
+        """Declare the split's tasks: unique ids in a fixed order, and each one's task type.
+
+        A subclass calls this in `__init__` (or overrides `task_ids` / `task_types` instead).
+        """
+        if len(task_ids) != len(task_types):
+            raise ValueError(f"{type(self).__name__}: {len(task_ids)} task ids but {len(task_types)} task types.")
+        if len(set(task_ids)) != len(task_ids):
+            raise ValueError(f"{type(self).__name__}: task ids must be unique within a split.")
+        self._task_ids, self._task_types = list(task_ids), list(task_types)
+        self.__dict__.pop("_id_to_index", None)
 
     @property
-    @abstractmethod
+    def task_ids(self) -> Sequence[str]:
+        """The ids of the split's tasks, in a fixed order (`task_index` indexes this list)."""
+        return self._task_ids
+
+    @property
     def task_types(self) -> Sequence[str]:
         """The task type of each task in `task_ids`, in the same order."""
+        return self._task_types
 
     @abstractmethod
     def _start(self, index: int) -> TaskStart:

@@ -2,7 +2,8 @@
 
 This file, `guess_skills.json` and `play.py` are the documented way to add an environment:
 1. subclass `sdar_envs.TextEnv`: declare `splits` and `skill_bank`, list the tasks of a split
-   (`task_ids`, `task_types`), and implement `_start` (first observation) and `_act` (one action);
+   (`self.set_tasks(task_ids, task_types)`), and implement `_start` (first observation) and `_act`
+   (one action);
 2. write its skill bank (`guess_skills.json`, format in `skillbank.schema`);
 3. `register()` it under an id with a string entry point and a step limit.
 """
@@ -58,14 +59,7 @@ class GuessNumberEnv(TextEnv):
             for kind, top in RANGES.items()
             for secret in range(1 + offset, top + 1, max(2, top // 10))
         ]
-
-    @property
-    def task_ids(self):
-        return [task_id for task_id, _, _ in self._tasks]
-
-    @property
-    def task_types(self):
-        return [kind for _, kind, _ in self._tasks]
+        self.set_tasks([task_id for task_id, _, _ in self._tasks], [kind for _, kind, _ in self._tasks])
 
     def _start(self, index: int) -> TaskStart:
         _, kind, self._secret = self._tasks[index]

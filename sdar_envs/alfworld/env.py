@@ -96,18 +96,9 @@ class ALFWorldEnv(TextEnv):
                 + (f" of types {list(task_types)}" if task_types else "")
                 + "; check the folder (json_2.1.1/<split>/<task>/<trial>/game.tw-pddl)."
             )
-        self._ids = [g.task_id for g in self.games]
-        self._types = [g.task_type for g in self.games]
+        self.set_tasks([g.task_id for g in self.games], [g.task_type for g in self.games])
         self._engine: AlfredEngine | None = None
         self._state: EngineState | None = None
-
-    @property
-    def task_ids(self) -> Sequence[str]:
-        return self._ids
-
-    @property
-    def task_types(self) -> Sequence[str]:
-        return self._types
 
     def _start(self, index: int) -> TaskStart:
         game = self.games[index]

@@ -153,20 +153,12 @@ class SearchQAEnv(TextEnv):
         self.topk = topk
         self.questions = _questions_for(split, questions, data_dir)
         self.retriever = _RemoteRetriever(retriever_url, timeout) if retriever_url else get_retriever(corpus, index_dir)
-        self._ids = [q.qid for q in self.questions]
-        if len(set(self._ids)) != len(self._ids):  # keep ids unique and stable
-            self._ids = [f"{q.qid}#{i}" for i, q in enumerate(self.questions)]
-        self._types = [q.data_source for q in self.questions]
+        ids = [q.qid for q in self.questions]
+        if len(set(ids)) != len(ids):  # a file with repeated ids: number them, stable and unique
+            ids = [f"{q.qid}#{i}" for i, q in enumerate(self.questions)]
+        self.set_tasks(ids, [q.data_source for q in self.questions])
         self._question: Question | None = None
         self._done = False
-
-    @property
-    def task_ids(self) -> Sequence[str]:
-        return self._ids
-
-    @property
-    def task_types(self) -> Sequence[str]:
-        return self._types
 
     def _start(self, index: int) -> TaskStart:
         self._question = self.questions[index]

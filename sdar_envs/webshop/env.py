@@ -19,7 +19,6 @@ WebShop score in [0, 1]; `won` means a score of 1.0; `task_type` is the product 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -114,18 +113,9 @@ class WebShopEnv(TextEnv):
             _HttpClient(base_url, timeout) if base_url else _InProcessClient(data_dir, human_goals, num_products)
         )
         tasks = self._call("GET", f"/api/tasks?split={split}")["tasks"]
-        self._ids = [t["id"] for t in tasks]
-        self._types = [t["type"] for t in tasks]
+        self.set_tasks([t["id"] for t in tasks], [t["type"] for t in tasks])
         self.session_id = f"env-{uuid.uuid4().hex[:16]}"
         self._state: dict[str, Any] = {}
-
-    @property
-    def task_ids(self) -> Sequence[str]:
-        return self._ids
-
-    @property
-    def task_types(self) -> Sequence[str]:
-        return self._types
 
     def _call(self, method: str, path: str, body: dict | None = None, ok: tuple[int, ...] = (200,)) -> dict[str, Any]:
         status, payload = self.client.request(method, path, body)
@@ -142,7 +132,7 @@ class WebShopEnv(TextEnv):
         return actions + [f"click[{c.lower()}]" for c in state.get("clickables", [])]
 
     def _start(self, index: int) -> TaskStart:
-        state = self._call("POST", "/api/sessions", {"goal_id": self._ids[index], "session_id": self.session_id})
+        state = self._call("POST", "/api/sessions", {"goal_id": self.task_ids[index], "session_id": self.session_id})
         self._state = state
         return TaskStart(self._observe(state), state["instruction"], state["task_type"], self._admissible(state))
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 
 import gymnasium as gym
@@ -15,6 +14,7 @@ from sdar_envs.searchqa.data import QAFormatError, load_corpus, load_questions  
 from sdar_envs.searchqa.env import REMINDER, SearchQAEnv, embedded_set, get_retriever  # noqa: E402
 from sdar_envs.searchqa.retriever import Bm25Retriever, format_information  # noqa: E402
 from sdar_envs.searchqa.server import create_app  # noqa: E402
+from sdar_envs.serving import BackgroundServer  # noqa: E402
 from tests.conftest import shared_path  # noqa: E402
 
 
@@ -156,16 +156,8 @@ def test_bad_question_files_say_what_is_wrong(tmp_path):
 # ---------------------------------------------------------------------------- server
 @pytest.fixture(scope="module")
 def server_url():
-    from waitress.server import create_server
-
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    server = create_server(create_app(get_retriever()), host="127.0.0.1", port=port, threads=8)
-    threading.Thread(target=server.run, daemon=True).start()
-    yield f"http://127.0.0.1:{port}"
-    server.close()
+    with BackgroundServer(create_app(get_retriever()), threads=8) as server:
+        yield server.url
 
 
 def test_server_accepts_both_request_shapes(server_url):

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 pytest.importorskip("transformers", reason="the trainer needs transformers (pip install 'sdar[train]')")
 pytest.importorskip("pyserini", reason="Search-QA's extras are not installed (pip install 'sdar[searchqa]')")
 
-import torch  # noqa: E402
-
-from sdar_agent.config import load_config  # noqa: E402
 from sdar_agent.prompts import template_for  # noqa: E402
+from tests.integration.test_trainer import run_preset  # noqa: E402
 
 
 def test_searchqa_template_and_parser():
@@ -30,25 +26,8 @@ def test_searchqa_template_and_parser():
 
 @pytest.mark.slow
 def test_two_sdar_steps_on_searchqa(tmp_path):
-    from sdar_agent.trainer import Trainer
-
-    cfg = load_config("searchqa_sdar_qwen2.5-3b", [
-        "model.name=tiny", "model.dtype=float32", "model.gradient_checkpointing=false", f"output_dir={tmp_path}",
-        "name=qa", "steps=2", "save_every=2", "val_every=2", "val_tasks=2", "rollout.tasks_per_step=2",
-        "rollout.group_size=2", "rollout.max_response_tokens=8", "rollout.max_prompt_tokens=1024", "env.max_turns=2",
-        "log.progress=false", "log.tensorboard=false", "algo.lr=1e-3", "algo.micro_batch_size=4",
-        "skills.budget_tokens=128",
-    ])
-    trainer = Trainer(cfg)
-    before = {k: v.clone() for k, v in trainer.acc.unwrap_model(trainer.model).state_dict().items()}
-    try:
-        trainer.train()
-    finally:
-        trainer.close()
-    after = trainer.acc.unwrap_model(trainer.model).state_dict()
-    assert any(not torch.equal(before[k], after[k]) for k in before)
-    rows = [json.loads(line) for line in (tmp_path / "qa" / "metrics.jsonl").read_text().splitlines()]
-    assert [r["step"] for r in rows] == [1, 2]
+    rows, changed = run_preset(tmp_path, "searchqa_sdar_qwen2.5-3b", "qa")
+    assert changed and [r["step"] for r in rows] == [1, 2]
     for key in ("sdar/gate_mean", "sdar/gate_active_ratio", "episode/score", "val/success_rate"):
         assert key in rows[-1] and rows[-1][key] == rows[-1][key], key
     types = {k.rsplit("/", 1)[1] for k in rows[-1] if k.startswith("episode/success_rate/")}

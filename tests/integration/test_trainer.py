@@ -121,6 +121,28 @@ def run_train(tmp_path, games, name, *extra, steps=2):
     return rows, changed
 
 
+def run_preset(tmp_path, preset, name, *extra):
+    """Two steps of a paper preset, shrunk to the tiny model and a 2 x 2 batch of 2-turn episodes."""
+    from sdar_agent.trainer import Trainer
+
+    cfg = load_config(preset, [
+        "model.name=tiny", "model.dtype=float32", "model.gradient_checkpointing=false", f"output_dir={tmp_path}",
+        f"name={name}", "steps=2", "save_every=2", "val_every=2", "val_tasks=2", "rollout.tasks_per_step=2",
+        "rollout.group_size=2", "rollout.max_response_tokens=8", "rollout.max_prompt_tokens=1024", "env.max_turns=2",
+        "log.progress=false", "log.tensorboard=false", "algo.lr=1e-3", "algo.micro_batch_size=4",
+        "skills.budget_tokens=128", *extra,
+    ])
+    trainer = Trainer(cfg)
+    before = {k: v.clone() for k, v in trainer.acc.unwrap_model(trainer.model).state_dict().items()}
+    try:
+        trainer.train()
+    finally:
+        trainer.close()
+    after = trainer.acc.unwrap_model(trainer.model).state_dict()
+    changed = any(not torch.equal(before[k], after[k]) for k in before)
+    return [json.loads(line) for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()], changed
+
+
 def test_two_training_steps(tmp_path, alfworld_games):
     rows, changed = run_train(tmp_path, alfworld_games, "two", "algo.kl_coef=0.05", "val_every=2", "val_tasks=2")
     assert [r["step"] for r in rows] == [1, 2] and changed

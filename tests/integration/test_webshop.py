@@ -12,10 +12,11 @@ from gymnasium.utils.env_checker import check_env
 
 pytest.importorskip("pyserini", reason="WebShop's extras are not installed (pip install 'sdar[webshop]')")
 
+from sdar_envs.serving import BackgroundServer  # noqa: E402
 from sdar_envs.webshop import catalog as catalog_mod  # noqa: E402
 from sdar_envs.webshop.env import SEARCH_ACTION, WebShopEnv, html_to_text  # noqa: E402
 from sdar_envs.webshop.generator import generate_catalog  # noqa: E402
-from sdar_envs.webshop.server import create_app, get_shop, serve  # noqa: E402
+from sdar_envs.webshop.server import create_app, get_shop  # noqa: E402
 from tests.conftest import shared_path  # noqa: E402
 
 
@@ -253,21 +254,8 @@ def test_real_small_set_env_oracle_wins():
 # ---------------------------------------------------------------------------- HTTP server
 @pytest.fixture(scope="module")
 def server_url():
-    import socket
-
-    from waitress.server import create_server
-
-    app = create_app()
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    server = create_server(app, host="127.0.0.1", port=port, threads=8)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{port}"
-    server.close()
-    assert serve  # the CLI's server function is the same waitress
+    with BackgroundServer(create_app(), threads=8) as server:
+        yield server.url
 
 
 def test_env_over_http_matches_in_process(server_url, env):

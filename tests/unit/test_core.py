@@ -106,3 +106,24 @@ def test_vector_env_runs_group_of_one_task():
     assert list(infos["task_id"]) == ["t1"] * 3
     _, rewards, terminated, _, _ = envs.step(["guess[pear]", "guess[oak]", "x"])
     assert list(rewards) == [1.0, 0.0, 0.0] and list(terminated) == [True, False, False]
+
+
+def test_set_tasks_checks_ids_and_types():
+    from sdar_envs.core import TextEnv
+
+    class Tiny(TextEnv):
+        def _start(self, index):
+            raise NotImplementedError
+
+        def _act(self, action):
+            raise NotImplementedError
+
+    env = Tiny()
+    env.set_tasks(["a", "b"], ["x", "y"])
+    assert env.task_ids == ["a", "b"] and env.task_types == ["x", "y"] and env._index_of("b") == 1
+    env.set_tasks(["c"], ["z"])
+    assert env._index_of("c") == 0  # the id index is rebuilt
+    with pytest.raises(ValueError, match="unique"):
+        env.set_tasks(["a", "a"], ["x", "x"])
+    with pytest.raises(ValueError, match="2 task ids but 1 task types"):
+        env.set_tasks(["a", "b"], ["x"])
