@@ -7,8 +7,8 @@ must search. `generate()` with the defaults writes, deterministically:
   architects, ...), 240 organisations and 720 works (novels, symphonies, paintings, films);
 - passages in the wiki-18 layout (`{"id", "contents": "\\"Title\\"\\ntext"}`): one or two
   Wikipedia-style passages per entity (a lead, and for people and organisations a later-life or
-  history passage), and look-alike distractors (people who share a surname, works that share a
-  word of their title): about 3,900 passages;
+  history passage), and look-alike distractors ("X family" pages listing the people who share a surname;
+  works whose titles share their first words): 3,126 passages;
 - questions (`{"id", "question", "golden_answers", "data_source", "hops"}`), whose
   `data_source` is the question's kind:
   `single_hop` (one fact of one passage: who founded X), `entity_attribute` (a number or class of
@@ -17,12 +17,15 @@ must search. `generate()` with the defaults writes, deterministically:
   searches that find the gold passages, for the oracle and the tests.
 
 Splits: each kind's questions are shuffled once and split 60 % train, 20 % valid, 20 % test.
+`python -m sdar_envs.searchqa.generator --out DIR` writes the set in the real-data layout.
 """
 
 from __future__ import annotations
 
+import argparse
 import random
 from dataclasses import dataclass, field
+from pathlib import Path
 
 KINDS = ("single_hop", "entity_attribute", "multi_hop", "comparison")
 SPLIT_SHARES = (("train", 0.6), ("valid", 0.2), ("test", 0.2))
@@ -372,3 +375,34 @@ def split_questions(questions: list[dict], split: str) -> list[dict]:
         start, end = bounds[split]
         out += items[start:end]
     return out
+
+
+def export(out: str | Path, seed: int = 0) -> Path:
+    """Write the embedded set in the real-data layout: `corpus.jsonl` and `{split}.jsonl` questions.
+
+    `gym.make("sdar/SearchQA-v0", data_dir=out, corpus=out / "corpus.jsonl")` then plays it as it
+    would play Search-R1 data, and `python -m sdar_envs.searchqa.server --corpus out/corpus.jsonl`
+    serves it.
+    """
+    from sdar_envs.searchqa.data import dump_jsonl
+
+    out = Path(out)
+    qa = generate(seed)
+    dump_jsonl(qa.passages, out / "corpus.jsonl")
+    for split, _ in SPLIT_SHARES:
+        dump_jsonl(split_questions(qa.questions, split), out / f"{split}.jsonl")
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m sdar_envs.searchqa.generator --out DIR`: export the embedded set."""
+    parser = argparse.ArgumentParser(description="Write the embedded Search-QA corpus and questions as JSON lines.")
+    parser.add_argument("--out", required=True, help="folder for corpus.jsonl and train/valid/test.jsonl")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    out = export(args.out, args.seed)
+    print(f"wrote {out}/corpus.jsonl and {', '.join(s + '.jsonl' for s, _ in SPLIT_SHARES)}")
+
+
+if __name__ == "__main__":
+    main()

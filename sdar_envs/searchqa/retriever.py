@@ -109,29 +109,44 @@ class Bm25Retriever:
 class DenseRetriever:
     """Pyserini's Faiss searcher with a local query encoder, for users who have a dense index.
 
-    Texts come from `texts` (a `Bm25Retriever` over the same corpus, whose index stores the raw
-    documents). Needs `faiss-cpu` and the encoder's weights on disk; nothing in the defaults uses it.
+    `index_dir` is a Pyserini Faiss index folder (`index` + `docid` files); `encoder` a local
+    Hugging Face encoder folder (e.g. e5-base-v2: `pooling="mean"`, `prefix="query:"`). Texts come
+    from `texts`, a `Bm25Retriever` over the same corpus (whose index stores the raw documents).
+    Needs `faiss-cpu` (`pip install 'sdar[dense]'`); nothing in the defaults uses it.
     """
 
-    def __init__(self, index_dir: str | os.PathLike[str], encoder: str | os.PathLike[str], texts: Bm25Retriever,
-                 *, threads: int = 2) -> None:  # fmt: skip
-        from sdar_envs.lucene import start_jvm
+    def __init__(
+        self,
+        index_dir: str | os.PathLike[str],
+        encoder: str | os.PathLike[str],
+        texts: Bm25Retriever,
+        *,
+        pooling: str = "mean",
+        l2_norm: bool = True,
+        prefix: str | None = None,
+        threads: int = 2,
+    ) -> None:
+        from sdar_envs.lucene import lucene_searcher_class
 
-        if not Path(index_dir).is_dir():
-            raise FileNotFoundError(f"dense index directory {index_dir} does not exist.")
-        if not Path(encoder).exists():
-            raise FileNotFoundError(f"query encoder {encoder} does not exist (give a local model path).")
-        start_jvm()
+        if not (Path(index_dir) / "index").is_file():
+            raise FileNotFoundError(f"{index_dir} is not a Pyserini Faiss index folder (no 'index' file in it).")
+        if not Path(encoder).is_dir():
+            raise FileNotFoundError(f"query encoder {encoder} is not a local model folder (download it first).")
+        lucene_searcher_class()  # the JVM and the import-time snags, before Pyserini's faiss module
         try:
-            from pyserini.search.faiss import AutoQueryEncoder, FaissSearcher
+            from pyserini.encode import AutoQueryEncoder
+            from pyserini.search.faiss import FaissSearcher
         except ImportError as e:
             raise ImportError(f"dense retrieval needs faiss: pip install faiss-cpu ({e}).") from e
-        self.searcher = FaissSearcher(str(index_dir), AutoQueryEncoder(str(encoder), pooling="mean"))
+        query_encoder = AutoQueryEncoder(str(encoder), pooling=pooling, l2_norm=l2_norm, prefix=prefix)
+        self.searcher = FaissSearcher(str(index_dir), query_encoder)
         self.texts = texts
         self.threads = threads
 
     def search(self, queries: Sequence[str], topk: int = 3) -> list[list[Passage]]:
         """The top `topk` passages of each query by inner product."""
+        if not queries:
+            return []
         qids = [str(i) for i in range(len(queries))]
         results = self.searcher.batch_search(list(queries), qids, k=topk, threads=self.threads)
         return [[self.texts.passage(h.docid, float(h.score)) for h in results.get(q, [])] for q in qids]

@@ -222,3 +222,58 @@ def test_env_through_the_server_matches_in_process(server_url, env):
             a, b = remote.step(action), env.step(action)
             assert a[0] == b[0] and a[1] == b[1]
     remote.close()
+
+
+def test_dense_retriever_over_a_faiss_index(tmp_path):
+    """A tiny random BERT encodes 200 passages into a Faiss index; each passage finds itself."""
+    faiss = pytest.importorskip("faiss", reason="dense retrieval needs faiss-cpu (pip install 'sdar[dense]')")
+    texts = get_retriever()  # starts the JVM our way before anything imports pyserini's Java classes
+    import numpy as np
+    from pyserini.encode import AutoQueryEncoder
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    from sdar_envs.searchqa.retriever import DenseRetriever
+
+    passages = embedded_set().passages[:200]
+    words = sorted({w for p in passages for w in p["contents"].lower().replace("\n", " ").split()})
+    (tmp_path / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]))
+    encoder_dir = tmp_path / "encoder"
+    BertTokenizerFast(str(tmp_path / "vocab.txt")).save_pretrained(encoder_dir)
+    config = BertConfig(vocab_size=len(words) + 5, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                        intermediate_size=64)
+    BertModel(config).save_pretrained(encoder_dir)
+    encoder = AutoQueryEncoder(str(encoder_dir), pooling="mean", l2_norm=True)
+    vectors = np.stack([encoder.encode(p["contents"]) for p in passages]).astype("float32")
+    index_dir = tmp_path / "dense"
+    index_dir.mkdir()
+    index = faiss.IndexFlatIP(vectors.shape[1])
+    index.add(vectors)
+    faiss.write_index(index, str(index_dir / "index"))
+    (index_dir / "docid").write_text("\n".join(p["id"] for p in passages) + "\n")
+
+    dense = DenseRetriever(index_dir, encoder_dir, texts)
+    results = dense.search([p["contents"] for p in passages[:20]], 3)
+    assert [r[0].id for r in results] == [p["id"] for p in passages[:20]]
+    assert results[0][0].contents == passages[0]["contents"] and results[0][0].score == pytest.approx(1, abs=1e-3)
+    with pytest.raises(FileNotFoundError, match="not a Pyserini Faiss index"):
+        DenseRetriever(tmp_path, encoder_dir, texts)
+    with pytest.raises(FileNotFoundError, match="not a local model folder"):
+        DenseRetriever(index_dir, tmp_path / "nope", texts)
+
+
+def test_exported_embedded_set_plays_through_the_real_data_path(tmp_path):
+    from sdar_envs.searchqa.generator import main
+
+    main(["--out", str(tmp_path)])
+    env = gym.make("sdar_envs:sdar/SearchQA-v0", data_dir=str(tmp_path), corpus=str(tmp_path / "corpus.jsonl"),
+                   split="valid")
+    assert env.unwrapped.num_tasks == len(SearchQAEnv(split="valid").task_ids)
+    env.reset(options={"task_index": 2})
+    for action in env.unwrapped.oracle_actions():
+        _, reward, terminated, *_ = env.step(action)
+    assert terminated and reward == 1.0
+    with pytest.raises(QAFormatError, match="no dev.parquet or dev.jsonl"):
+        from sdar_envs.searchqa.env import _questions_for
+
+        _questions_for("dev", None, str(tmp_path))
+    env.close()
