@@ -117,9 +117,9 @@ class WebShopEnv(TextEnv):
         self.session_id = f"env-{uuid.uuid4().hex[:16]}"
         self._state: dict[str, Any] = {}
 
-    def _call(self, method: str, path: str, body: dict | None = None, ok: tuple[int, ...] = (200,)) -> dict[str, Any]:
+    def _call(self, method: str, path: str, body: dict | None = None) -> dict[str, Any]:
         status, payload = self.client.request(method, path, body)
-        if status not in ok:
+        if status != 200:
             raise RuntimeError(f"WebShop {method} {path} answered {status}: {payload.get('error', payload)}")
         return payload
 
@@ -141,26 +141,22 @@ class WebShopEnv(TextEnv):
             return Transition("The purchase is done; reset() to start a new task.", 0.0, True,
                               self._score >= 1.0, self._score, False, [])  # fmt: skip
         if len(action) > MAX_ACTION_CHARS:
-            status, state = (
-                400,
-                {
-                    **self._state,
-                    "error": f"Invalid action: the action is {len(action)} characters; "
-                    f"actions are search[keywords] or click[button], under {MAX_ACTION_CHARS}.",
-                },
-            )
-        else:
-            status, state = self.client.request("POST", f"/api/sessions/{self.session_id}/act", {"action": action})
-        if status == 400 and "html" in state:
-            self._state = state
-            observation = f"{state['error']}\n{self._observe(state)}"
-            return Transition(observation, 0.0, False, False, 0.0, False, self._admissible(state))
+            reason = (f"Invalid action: the action is {len(action)} characters; actions are search[keywords] or "
+                      f"click[button], under {MAX_ACTION_CHARS}.")  # fmt: skip
+            return self._invalid(reason, self._state)
+        status, state = self.client.request("POST", f"/api/sessions/{self.session_id}/act", {"action": action})
+        if status == 400 and "html" in state:  # malformed or unavailable: the page is unchanged
+            return self._invalid(state["error"], state)
         if status != 200:
             raise RuntimeError(f"WebShop act {action[:100]!r} answered {status}: {state.get('error', state)}")
         self._state = state
         score = float(state["reward"]) if state["done"] else 0.0
         return Transition(self._observe(state), score, bool(state["done"]), score >= 1.0, score, True,
                           self._admissible(state))  # fmt: skip
+
+    def _invalid(self, reason: str, state: dict[str, Any]) -> Transition:
+        self._state = state
+        return Transition(f"{reason}\n{self._observe(state)}", 0.0, False, False, 0.0, False, self._admissible(state))
 
     def oracle_actions(self) -> list[str]:
         """Actions that buy the goal product with the goal options (a scripted expert)."""
