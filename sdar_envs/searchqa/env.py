@@ -16,7 +16,9 @@ Questions: `questions=` a Search-R1 parquet or FlashRAG JSON-lines file (the spl
 or `data_dir=` a folder of `{split}.parquet` / `{split}.jsonl` files; neither: the embedded set
 (`generator.py`). Corpus: `corpus=` (wiki-18 JSON lines), `index_dir=` (a Lucene index), or
 `retriever_url=` (`python -m sdar_envs.searchqa.server`); with the embedded questions the default is
-the embedded corpus. `task_type` is the question's `data_source`.
+the embedded corpus. Dense retrieval: `dense_index=` (a Pyserini Faiss index) and `encoder=` (a local
+query encoder), with `corpus=` or `index_dir=` for the passage texts. `task_type` is the question's
+`data_source`.
 """
 
 from __future__ import annotations
@@ -63,8 +65,27 @@ def embedded_set():
         return _RETRIEVERS["embedded"]
 
 
-def get_retriever(corpus: str | None = None, index_dir: str | None = None) -> Bm25Retriever:
-    """The process's BM25 retriever for a corpus file, an index, or (neither) the embedded corpus."""
+def get_retriever(
+    corpus: str | None = None, index_dir: str | None = None, dense_index: str | None = None, encoder: str | None = None
+) -> Any:
+    """The process's retriever, built once per configuration.
+
+    BM25 over a corpus file, an index, or (neither) the embedded corpus; with `dense_index` and
+    `encoder`, dense retrieval whose passage texts come from that BM25 index.
+    """
+    if dense_index or encoder:
+        if not (dense_index and encoder):
+            raise ValueError("dense retrieval needs both dense_index= (a Faiss index folder) and encoder= (a model).")
+        from sdar_envs.searchqa.retriever import DenseRetriever
+
+        key = ("dense", str(dense_index), str(encoder), str(corpus), str(index_dir))
+        with _LOCK:
+            retriever = _RETRIEVERS.get(key)
+        if retriever is None:
+            retriever = DenseRetriever(dense_index, encoder, get_retriever(corpus, index_dir))
+            with _LOCK:
+                retriever = _RETRIEVERS.setdefault(key, retriever)
+        return retriever
     key = ("bm25", str(corpus) if corpus else None, str(index_dir) if index_dir else None)
     with _LOCK:
         retriever = _RETRIEVERS.get(key)
@@ -138,6 +159,8 @@ class SearchQAEnv(TextEnv):
         corpus: str | None = None,
         index_dir: str | None = None,
         retriever_url: str | None = None,
+        dense_index: str | None = None,
+        encoder: str | None = None,
         topk: int = 3,
         render_mode: str | None = None,
         timeout: float = 60.0,
@@ -152,7 +175,11 @@ class SearchQAEnv(TextEnv):
             raise ValueError(f"SearchQAEnv: topk={topk}; use 1..100 (Search-R1 uses 3).")
         self.topk = topk
         self.questions = _questions_for(split, questions, data_dir)
-        self.retriever = _RemoteRetriever(retriever_url, timeout) if retriever_url else get_retriever(corpus, index_dir)
+        self.retriever = (
+            _RemoteRetriever(retriever_url, timeout)
+            if retriever_url
+            else get_retriever(corpus, index_dir, dense_index, encoder)
+        )
         ids = [q.qid for q in self.questions]
         if len(set(ids)) != len(ids):  # a file with repeated ids: number them, stable and unique
             ids = [f"{q.qid}#{i}" for i, q in enumerate(self.questions)]

@@ -93,6 +93,9 @@ class Bm25Retriever:
         title, text = split_title(self._contents(docid))
         return Passage(docid, title, text, score)
 
+    def __len__(self) -> int:
+        return len(self.searcher)
+
     def search(self, queries: Sequence[str], topk: int = 3) -> list[list[Passage]]:
         """The top `topk` passages of each query, best first (an empty query finds none)."""
         asked = [i for i, q in enumerate(queries) if q.strip()]
@@ -142,6 +145,9 @@ class DenseRetriever:
         self.searcher = FaissSearcher(str(index_dir), query_encoder)
         self.texts = texts
         self.threads = threads
+
+    def __len__(self) -> int:
+        return int(self.searcher.num_docs)
 
     def search(self, queries: Sequence[str], topk: int = 3) -> list[list[Passage]]:
         """The top `topk` passages of each query by inner product."""

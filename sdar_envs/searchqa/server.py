@@ -140,7 +140,7 @@ def create_app(retriever: Any, *, topk: int = 3, max_batch: int = 64, max_wait_m
 
     @app.get("/healthz")
     def healthz():
-        size = len(retriever.searcher) if hasattr(retriever, "searcher") else None
+        size = len(retriever) if hasattr(retriever, "__len__") else None
         return jsonify({"ok": True, "documents": size, "batches": batcher.batches})
 
     @app.errorhandler(HTTPException)
@@ -160,6 +160,8 @@ def main(argv: list[str] | None = None) -> None:
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--corpus", help="a wiki-18 style JSON-lines corpus (indexed on first use)")
     source.add_argument("--index", help="an existing Lucene index directory")
+    parser.add_argument("--dense-index", help="a Pyserini Faiss index (dense retrieval; texts from --corpus/--index)")
+    parser.add_argument("--encoder", help="the dense index's local query encoder folder")
     parser.add_argument("--topk", type=int, default=3, help="default topk when a request gives none")
     parser.add_argument("--threads", type=int, default=16, help="waitress worker threads")
     parser.add_argument("--max-batch", type=int, default=64)
@@ -171,11 +173,11 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    retriever = get_retriever(corpus=args.corpus, index_dir=args.index)
+    retriever = get_retriever(args.corpus, args.index, args.dense_index, args.encoder)
     app = create_app(retriever, topk=args.topk, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms)
     from waitress import serve
 
-    print(f"retrieval: {len(retriever.searcher)} documents; POST http://{args.host}:{args.port}/retrieve", flush=True)
+    print(f"retrieval ({type(retriever).__name__}): POST http://{args.host}:{args.port}/retrieve", flush=True)
     serve(app, host=args.host, port=args.port, threads=args.threads, connection_limit=1000)
 
 

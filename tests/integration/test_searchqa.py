@@ -252,9 +252,17 @@ def test_dense_retriever_over_a_faiss_index(tmp_path):
     (index_dir / "docid").write_text("\n".join(p["id"] for p in passages) + "\n")
 
     dense = DenseRetriever(index_dir, encoder_dir, texts)
+    assert len(dense) == 200
     results = dense.search([p["contents"] for p in passages[:20]], 3)
     assert [r[0].id for r in results] == [p["id"] for p in passages[:20]]
     assert results[0][0].contents == passages[0]["contents"] and results[0][0].score == pytest.approx(1, abs=1e-3)
+    env = gym.make("sdar_envs:sdar/SearchQA-v0", split="test", dense_index=str(index_dir), encoder=str(encoder_dir))
+    env.reset(options={"task_index": 0})
+    obs, *_, info = env.step(f"<search> {passages[5]['contents']} </search>")
+    title = passages[5]["contents"].split("\n")[0]
+    assert info["action_valid"] and obs.startswith(f"<information>Doc 1(Title: {title})")
+    with pytest.raises(ValueError, match="needs both"):
+        SearchQAEnv(dense_index=str(index_dir))
     with pytest.raises(FileNotFoundError, match="not a Pyserini Faiss index"):
         DenseRetriever(tmp_path, encoder_dir, texts)
     with pytest.raises(FileNotFoundError, match="not a local model folder"):
