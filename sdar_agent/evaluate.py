@@ -131,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     for key, value in result["success_rate"].items():
         print(f"  {key.split('/', 1)[1]:34s} {value:7.1%}")
     print(f"  {'all':34s} {result['overall']:7.1%}  ({result['episodes']} episodes)  -> {out}")
+    print(f"  {'mean task score':34s} {result['mean_score']:7.3f}  (info['score']: WebShop's reward, Search-QA's F1)")
     return 0
 
 
