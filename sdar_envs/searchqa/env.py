@@ -168,6 +168,9 @@ class SearchQAEnv(TextEnv):
         super().__init__(split=split, render_mode=render_mode)
         if sum(x is not None for x in (corpus, index_dir, retriever_url)) > 1:
             raise ValueError("SearchQAEnv: give at most one of corpus=, index_dir=, retriever_url=.")
+        if retriever_url and (dense_index or encoder):
+            raise ValueError("SearchQAEnv: dense_index= / encoder= configure a local retriever; a server given by "
+                             "retriever_url= takes them as --dense-index / --encoder.")  # fmt: skip
         if (questions or data_dir) and not (corpus or index_dir or retriever_url):
             raise ValueError("SearchQAEnv: real questions need their corpus: give corpus= (wiki-18 JSON lines), "
                              "index_dir= (a Lucene index) or retriever_url= (a retrieval server).")  # fmt: skip
@@ -199,8 +202,13 @@ class SearchQAEnv(TextEnv):
             return Transition("The question is answered; reset() for a new one.", 0.0, True, self._won,
                               self._score, False, [])  # fmt: skip
         parsed = parse_action(action)
-        if parsed is None or not parsed[1] or len(parsed[1]) > MAX_QUERY_CHARS:
+        if parsed is None or not parsed[1]:
             return Transition(REMINDER, 0.0, False, False, 0.0, False, [])
+        if len(parsed[1]) > MAX_QUERY_CHARS:
+            reason = (
+                f"Invalid action: the {parsed[0]} text is {len(parsed[1])} characters; keep it under {MAX_QUERY_CHARS}."
+            )
+            return Transition(reason, 0.0, False, False, 0.0, False, [])
         kind, argument = parsed
         if kind == "search":
             passages = self.retriever.search([argument], self.topk)[0]

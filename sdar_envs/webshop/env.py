@@ -186,9 +186,10 @@ def oracle_plan(shop: Any, goal: Any, product: Any) -> list[str]:
         raise LookupError(f"the goal product {goal.asin} is not in the top results for its own title")
     actions += ["click[next >]"] * (results.index(goal.asin) // 10)
     actions.append(f"click[{goal.asin.lower()}]")
+    values = [v for vals in product.options.values() for v in vals]
     for wanted in goal.option_values:
-        values = [v for vals in product.options.values() for v in vals]
-        if values:
-            best = max(values, key=lambda v: fuzz.token_set_ratio(v, wanted))
-            actions.append(f"click[{best}]")
+        if wanted in values:  # the goal names the value exactly (synthetic goals always do)
+            actions.append(f"click[{wanted}]")
+        elif values:  # a human goal's wording: the closest value
+            actions.append(f"click[{max(values, key=lambda v: fuzz.token_set_ratio(v, wanted))}]")
     return actions + ["click[buy now]"]

@@ -53,6 +53,8 @@ def test_env_contract_and_episode(env):
     assert obs == REMINDER and not info["action_valid"] and not terminated and reward == 0.0
     obs, reward, terminated, _, info = env.step("<think>look it up</think> <search> something </search>")
     assert obs.startswith("<information>") and info["action_valid"] and not terminated
+    obs, *_, info = env.step(f"<search>{'x' * 1200}</search>")
+    assert "keep it under" in obs and not info["action_valid"]
     obs, reward, terminated, _, info = env.step("answer[definitely wrong]")
     assert terminated and reward == 0.0 and not info["won"] and info["score"] == 0.0
 
@@ -125,6 +127,10 @@ def test_env_on_real_questions_needs_and_uses_a_corpus():
     corpus = shared_path("searchqa", "wiki18_sample_1000.jsonl")
     with pytest.raises(ValueError, match="need their corpus"):
         SearchQAEnv(questions=str(questions))
+    with pytest.raises(ValueError, match="at most one of"):
+        SearchQAEnv(questions=str(questions), corpus=str(corpus), retriever_url="http://127.0.0.1:9")
+    with pytest.raises(ValueError, match="--dense-index"):
+        SearchQAEnv(retriever_url="http://127.0.0.1:9", dense_index="x", encoder="y")
     env = gym.make("sdar_envs:sdar/SearchQA-v0", questions=str(questions), corpus=str(corpus), split="test")
     obs, info = env.reset(options={"task_index": 0})
     assert info["task_type"] == "nq" and obs == "who got the first nobel prize in physics"
