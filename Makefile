@@ -21,7 +21,8 @@ $(VENV)/.installed: pyproject.toml
 	# Headless Chromium + chromedriver for the WebShop browser test (Debian packages, as root);
 	# where they cannot be installed that one test skips and says why.
 	-command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
-		apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium chromium-driver; }
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+		chromium chromium-driver; }
 	touch $@
 
 run: setup
