@@ -9,6 +9,8 @@ the two snags of Pyserini on a machine without a system Java 21 (ANCHORS.md):
 - `pyserini.search.lucene` builds an OpenAI client at import time and fails without
   `OPENAI_API_KEY`; a placeholder is set for the import when none is set.
 
+Anserini's INFO log lines are kept off the console (`SDAR_LUCENE_LOGS=1` restores them).
+
 `build_index(name, docs)` indexes `{"id", "contents"}` documents into
 `<cache>/lucene/<name>-<fingerprint>` (the fingerprint hashes the documents, so changed data gets
 a new index) and returns the directory; `Bm25Searcher` searches it.
@@ -34,6 +36,7 @@ from sdar_envs.cache import cache_dir
 
 logger = logging.getLogger(__name__)
 
+_RESOURCES = Path(__file__).with_name("resources")
 _JVM_LOCK = threading.Lock()
 _jvm_started = False
 
@@ -84,6 +87,9 @@ def start_jvm() -> None:
             options = [o for o in jnius_config.get_options() if "jdk.incubator.vector" not in o]
             if version >= (24,):  # Lucene's memory-mapping warnings on new JDKs
                 options += ["--enable-native-access=ALL-UNNAMED", "--sun-misc-unsafe-memory-access=allow"]
+            if not os.environ.get("SDAR_LUCENE_LOGS"):  # Anserini logs warnings only (its INFO lines are noise)
+                options += [f"-Dlog4j2.configurationFile={_RESOURCES / 'log4j2.xml'}",
+                            f"-Djava.util.logging.config.file={_RESOURCES / 'logging.properties'}"]  # fmt: skip
             jnius_config.set_options(*options)
         from jnius import autoclass
 
