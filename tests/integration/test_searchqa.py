@@ -291,3 +291,19 @@ def test_exported_embedded_set_plays_through_the_real_data_path(tmp_path):
 
         _questions_for("dev", None, str(tmp_path))
     env.close()
+
+
+def test_privileged_skills_map_data_sources_to_question_kinds():
+    from sdar_envs.wrappers import PrivilegedSkills
+    from skillbank import SkillBank
+
+    env = PrivilegedSkills(gym.make("sdar_envs:sdar/SearchQA-v0", split="test"))
+    for index in range(12):
+        _, info = env.reset(options={"task_index": index})
+        kind = info["task_type"]
+        own = {"single_hop": "single-", "multi_hop": "multi-", "comparison": "cmp-", "entity_attribute": "attr-"}[kind]
+        assert any(i.startswith(own) for i in info["skills"]["ids"]), (kind, info["skills"]["ids"])
+    env.close()
+    bank = SkillBank.load("searchqa")
+    assert any(s.startswith("multi-") for s in bank.retrieve("hotpotqa", "x", strategy="keyword").ids)
+    assert any(s.startswith("attr-") for s in bank.retrieve("popqa", "x", strategy="keyword").ids)

@@ -330,3 +330,15 @@ def test_many_concurrent_http_sessions(server_url):
     for t in threads:
         t.join()
     assert not errors and len(done) == 24
+
+
+def test_privileged_skills_use_the_webshop_bank_by_category():
+    from sdar_envs.wrappers import PrivilegedSkills
+
+    env = PrivilegedSkills(gym.make("sdar_envs:sdar/WebShop-v0", split="test"))
+    _, info = env.reset(options={"task_index": 0})
+    category = info["task_type"]
+    assert any(i.startswith(("beauty-", "elec-", "fashion-", "home-", "grocery-")) for i in info["skills"]["ids"])
+    assert "ws-read-goal" in info["skills"]["ids"] and category in ("beauty", "electronics", "fashion", "garden",
+                                                                   "grocery")
+    env.close()
