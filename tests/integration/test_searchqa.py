@@ -307,3 +307,17 @@ def test_privileged_skills_map_data_sources_to_question_kinds():
     bank = SkillBank.load("searchqa")
     assert any(s.startswith("multi-") for s in bank.retrieve("hotpotqa", "x", strategy="keyword").ids)
     assert any(s.startswith("attr-") for s in bank.retrieve("popqa", "x", strategy="keyword").ids)
+
+
+def test_shared_servers_example_runs(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    result = subprocess.run([sys.executable, str(root / "examples" / "shared_servers.py"), "--envs", "2"],
+                            capture_output=True, text=True, cwd=root, timeout=600,
+                            env={**os.environ, "PYTHONPATH": str(root)})
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert result.stdout.count("rewards [1.0, 1.0]") == 6, result.stdout
