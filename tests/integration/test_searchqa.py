@@ -321,3 +321,22 @@ def test_shared_servers_example_runs(tmp_path):
                             env={**os.environ, "PYTHONPATH": str(root)})
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert result.stdout.count("rewards [1.0, 1.0]") == 6, result.stdout
+
+
+def test_a_jvm_started_by_someone_else_with_old_java_gets_a_clear_error():
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    java = shutil.which("java")
+    if java is None:
+        pytest.skip("no system java to start an old JVM with")
+    version = subprocess.run([java, "-version"], capture_output=True, text=True).stderr
+    if '"17' not in version and '"11' not in version:
+        pytest.skip(f"the system java is not an old one: {version.splitlines()[0]}")
+    code = ("import jnius_config\nfrom jnius import autoclass\nautoclass('java.lang.String')\n"
+            "from sdar_envs import lucene\nlucene.start_jvm()\n")
+    env = {k: v for k, v in os.environ.items() if k != "JAVA_HOME"}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode != 0 and "Pyserini needs Java >= 21" in result.stderr
