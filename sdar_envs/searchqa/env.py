@@ -146,7 +146,49 @@ def _questions_for(split: str, questions: str | None, data_dir: str | None) -> l
 
 
 class SearchQAEnv(TextEnv):
-    """Search-R1 question answering as a Gymnasium env (see the module docstring)."""
+    """Search-QA (Search-R1, Jin et al., 2025): answer a question, searching an encyclopedia first.
+
+    ## Description
+    Open-domain question answering with a retriever: the agent may search several times, then
+    answers once; the answer is compared with the golden answers after normalisation.
+
+    ## Action Space
+    `<search> query </search>` or `search[query]`; `<answer> text </answer>` or `answer[text]`.
+    The first complete one in the text counts. Anything else gets the format reminder and
+    `action_valid=False`.
+
+    ## Observation Space
+    At reset the question ("Who founded the Naedreizei Institute?"); after a search the top
+    passages as Search-R1 writes them:
+
+        <information>Doc 1(Title: "Naedreizei Institute") The Naedreizei Institute is a ...
+        Doc 2(Title: "...") ...</information>
+
+    ## Rewards
+    1.0 for an answer that matches a golden answer exactly after normalisation, else 0.
+
+    ## Starting State
+    The question chosen by `reset(options={"task_id"|"task_index": ...})` or the seed.
+
+    ## Episode End
+    Terminated by an answer; truncated after 4 turns (`max_episode_steps`).
+
+    ## Information
+    `task` the question, `task_id` the question id, `task_type` its `data_source` (nq, hotpotqa,
+    ...; single_hop / entity_attribute / multi_hop / comparison in the embedded set),
+    `admissible_actions` (empty: the space is open), `won` (exact match), `score` (token F1 of the
+    answer, 0 before answering), `action_valid`, `step`.
+
+    ## Arguments
+    - `split`: "train" | "valid" | "test" (the embedded set, or `{split}.*` under `data_dir`).
+    - `questions` / `data_dir`: real questions (see `sdar_envs.searchqa.data`).
+    - `corpus` / `index_dir` / `retriever_url`: where passages come from; `dense_index` + `encoder`
+      for dense retrieval. `topk`: passages per search (3). `timeout`: seconds per HTTP request.
+    - `render_mode`: "ansi" renders the transcript.
+
+    ## Version History
+    - v0: initial version.
+    """
 
     splits = ("train", "valid", "test")
     skill_bank = "searchqa"
@@ -218,6 +260,12 @@ class SearchQAEnv(TextEnv):
         score = token_f1(argument, question.golden_answers)
         verdict = "correct" if won else "not correct"
         return Transition(f"Your answer: {argument}. It is {verdict}.", float(won), True, won, score, True, [])
+
+    def close(self) -> None:
+        """Close the connection to a retrieval server (an in-process retriever is shared and stays)."""
+        if isinstance(self.retriever, _RemoteRetriever):
+            self.retriever.http.close()
+        super().close()
 
     def oracle_actions(self) -> list[str]:
         """Searches that find the gold passages, then the gold answer (generated questions only)."""

@@ -86,7 +86,53 @@ class _HttpClient:
 
 
 class WebShopEnv(TextEnv):
-    """WebShop as a Gymnasium env (see the module docstring)."""
+    """WebShop (Yao et al., 2022): find and buy the product an instruction describes.
+
+    ## Description
+    A shopping site with a search engine (BM25 over the catalog), result pages, product pages
+    with option groups and a Buy Now button. The instruction names a product type, attributes,
+    options and a price limit; the purchase is scored by WebShop's reward.
+
+    ## Action Space
+    `search[keywords]` on the search page; `click[button]` for a button of the current page (a
+    product id, an option value, `next >`, `< prev`, `back to search`, `description`,
+    `features`, `reviews`, `attributes`, `buy now`; any case). Anything else, or a button that is
+    not on the page, changes nothing: the reason and the same page come back, `action_valid=False`.
+
+    ## Observation Space
+    The page's visible texts joined with ` [SEP] ` (or its HTML, `observation_mode="html"`). At
+    reset:
+
+        Instruction: [SEP] find me hooded and windproof winter jacket with color: olive green, and
+        size: medium, and price lower than 120.00 dollars [SEP] WebShop [SEP] Search
+
+    ## Rewards
+    0 until Buy Now; then the WebShop score in [0, 1] (`sdar_envs.webshop.reward`).
+
+    ## Starting State
+    The search page of the goal chosen by `reset(options={"task_id"|"task_index": ...})` or the
+    seed.
+
+    ## Episode End
+    Terminated by Buy Now; truncated after 15 steps (`max_episode_steps`).
+
+    ## Information
+    `task` the instruction, `task_id` the goal id ("<asin>:<n>"), `task_type` the product
+    category (beauty, electronics, fashion, garden, grocery on both catalogs), `admissible_actions`
+    `search[<query>]` when the search bar shows plus `click[...]` for every button, `won` (score
+    1.0), `score` the purchase's WebShop score (0 before buying), `action_valid`, `step`.
+
+    ## Arguments
+    - `split`: "train" | "valid" | "test" (fixed: one shuffle with seed 233).
+    - `data_dir`: WebShop's own files (see `sdar_envs.webshop.catalog`); default the embedded catalog.
+    - `base_url`: a running `python -m sdar_envs.webshop.server` to use instead of the in-process site.
+    - `observation_mode`: "text" | "html". `human_goals`: use `items_human_ins.json` when present.
+    - `num_products`: load only the first N products. `timeout`: seconds per HTTP request.
+    - `render_mode`: "ansi" renders the transcript.
+
+    ## Version History
+    - v0: initial version.
+    """
 
     splits = ("train", "valid", "test")
     skill_bank = "webshop"
@@ -167,12 +213,18 @@ class WebShopEnv(TextEnv):
         return oracle_plan(shop, goal, shop.product(goal.asin))
 
     def close(self) -> None:
+        """End this env's session on the site and close its connection.
+
+        The in-process site (catalog, index, JVM) is shared by every env of the process and stays.
+        """
         if self._state:
             try:
                 self.client.request("DELETE", f"/api/sessions/{self.session_id}")
             except ConnectionError:
                 pass
             self._state = {}
+        if isinstance(self.client, _HttpClient):
+            self.client.http.close()
         super().close()
 
 

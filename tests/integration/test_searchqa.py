@@ -340,3 +340,10 @@ def test_a_jvm_started_by_someone_else_with_old_java_gets_a_clear_error():
     env = {k: v for k, v in os.environ.items() if k != "JAVA_HOME"}
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert result.returncode != 0 and "Pyserini needs Java >= 21" in result.stderr
+
+
+def test_documented_information_keys_are_the_returned_keys():
+    from sdar_envs import INFO_KEYS
+
+    doc = SearchQAEnv.__doc__.split("## Information")[1].split("##")[0]
+    assert all(f"`{key}`" in doc for key in INFO_KEYS)

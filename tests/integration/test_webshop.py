@@ -342,3 +342,10 @@ def test_privileged_skills_use_the_webshop_bank_by_category():
     assert "ws-read-goal" in info["skills"]["ids"] and category in ("beauty", "electronics", "fashion", "garden",
                                                                    "grocery")
     env.close()
+
+
+def test_documented_information_keys_are_the_returned_keys():
+    from sdar_envs import INFO_KEYS
+
+    doc = WebShopEnv.__doc__.split("## Information")[1].split("##")[0]
+    assert all(f"`{key}`" in doc for key in INFO_KEYS)
