@@ -19,7 +19,7 @@ import gymnasium as gym
 from sdar_envs.searchqa.env import embedded_set, get_retriever
 from sdar_envs.searchqa.server import create_app as retrieval_app
 from sdar_envs.serving import BackgroundServer
-from sdar_envs.webshop.env import oracle_plan
+from sdar_envs.webshop.expert import oracle_plan
 from sdar_envs.webshop.server import create_app as webshop_app
 from sdar_envs.webshop.server import get_shop
 

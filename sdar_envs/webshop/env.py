@@ -26,6 +26,7 @@ from bs4 import BeautifulSoup
 from bs4.element import Comment
 
 from sdar_envs.core import TaskStart, TextEnv, Transition
+from sdar_envs.webshop.expert import oracle_plan
 
 SEARCH_ACTION = "search[<query>]"
 MAX_ACTION_CHARS = 2000
@@ -226,22 +227,3 @@ class WebShopEnv(TextEnv):
         if isinstance(self.client, _HttpClient):
             self.client.http.close()
         super().close()
-
-
-def oracle_plan(shop: Any, goal: Any, product: Any) -> list[str]:
-    """Search for the goal product's title, page to it, pick the goal's options and buy."""
-    from rapidfuzz import fuzz
-
-    actions = [f"search[{product.title}]"]
-    results = shop.search_engine.search(product.title)
-    if goal.asin not in results:
-        raise LookupError(f"the goal product {goal.asin} is not in the top results for its own title")
-    actions += ["click[next >]"] * (results.index(goal.asin) // 10)
-    actions.append(f"click[{goal.asin.lower()}]")
-    values = [v for vals in product.options.values() for v in vals]
-    for wanted in goal.option_values:
-        if wanted in values:  # the goal names the value exactly (synthetic goals always do)
-            actions.append(f"click[{wanted}]")
-        elif values:  # a human goal's wording: the closest value
-            actions.append(f"click[{max(values, key=lambda v: fuzz.token_set_ratio(v, wanted))}]")
-    return actions + ["click[buy now]"]
