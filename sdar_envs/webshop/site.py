@@ -144,14 +144,6 @@ class Shop:
                 self._click(session, argument)
         return session
 
-    def search(self, session_id: str, query: str) -> Session:
-        """The search box: `act(session_id, f"search[{query}]")`."""
-        return self.act(session_id, f"search[{query}]")
-
-    def click(self, session_id: str, value: str) -> Session:
-        """A button: `act(session_id, f"click[{value}]")`."""
-        return self.act(session_id, f"click[{value}]")
-
     def _search(self, session: Session, query: str) -> None:
         if session.page != "search":
             raise InvalidAction(
