@@ -34,3 +34,15 @@ def alfworld_games(tmp_path_factory) -> Path:
 
     out = tmp_path_factory.mktemp("alfworld-games")
     return generate_set(out, SMALL_COUNTS, seed=7, difficulty=Difficulty(6, 4, 2), workers=2, log=lambda _: None)
+
+
+@pytest.fixture
+def lenient_template():
+    """`rollout.template=test-lenient`: even-length answers are valid (registered for the test only)."""
+    pytest.importorskip("transformers", reason="the trainer needs transformers (pip install 'sdar[train]')")
+    from sdar_agent import prompts
+    from tests.helpers import LENIENT, lenient_parse
+
+    prompts.TEMPLATES[LENIENT] = prompts.PromptTemplate(LENIENT, "You are a test agent.", parse=lenient_parse)
+    yield LENIENT
+    prompts.TEMPLATES.pop(LENIENT, None)
