@@ -19,7 +19,8 @@ import time
 import requests
 
 from sdar_envs.lucene import lucene_searcher_class
-from sdar_envs.searchqa.env import embedded_set, get_retriever
+from sdar_envs.searchqa.generator import embedded_set
+from sdar_envs.searchqa.retriever import get_retriever
 from sdar_envs.searchqa.server import create_app
 from sdar_envs.serving import BackgroundServer
 

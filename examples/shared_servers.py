@@ -16,7 +16,8 @@ import time
 
 import gymnasium as gym
 
-from sdar_envs.searchqa.env import embedded_set, get_retriever
+from sdar_envs.searchqa.generator import embedded_set
+from sdar_envs.searchqa.retriever import get_retriever
 from sdar_envs.searchqa.server import create_app as retrieval_app
 from sdar_envs.serving import BackgroundServer
 from sdar_envs.webshop.expert import oracle_plan

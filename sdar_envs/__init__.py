@@ -1,8 +1,8 @@
 """Text benchmarks as Gymnasium environments.
 
-`import sdar_envs` registers the environments; `gym.make("sdar_envs:sdar/ALFWorld-v0")` works
-without the import. Registration holds string entry points only, so the engines (TextWorld,
-Java, Flask) load when an env is made, not here.
+`import sdar_envs` registers the environments, then `gym.make("sdar/WebShop-v0")`; the prefix form
+`gym.make("sdar_envs:sdar/WebShop-v0")` works without the import. Registration holds string entry
+points only, so the engines (TextWorld, Java, Flask) load when an env is made, not here.
 """
 
 from gymnasium.envs.registration import register, registry
@@ -11,25 +11,14 @@ from sdar_envs.core import INFO_KEYS, TextEnv, TextSpace
 
 __all__ = ["INFO_KEYS", "TextEnv", "TextSpace", "ENV_IDS"]
 
-ENV_IDS = ("sdar/ALFWorld-v0", "sdar/WebShop-v0", "sdar/SearchQA-v0")
+#: id -> (entry point, episode limit of the reference recipe)
+_ENVS = {
+    "sdar/ALFWorld-v0": ("sdar_envs.alfworld.env:ALFWorldEnv", 50),
+    "sdar/WebShop-v0": ("sdar_envs.webshop.env:WebShopEnv", 15),
+    "sdar/SearchQA-v0": ("sdar_envs.searchqa.env:SearchQAEnv", 4),
+}
+ENV_IDS = tuple(_ENVS)
 
-if "sdar/ALFWorld-v0" not in registry:
-    register(
-        id="sdar/ALFWorld-v0",
-        entry_point="sdar_envs.alfworld.env:ALFWorldEnv",
-        max_episode_steps=50,
-    )
-
-if "sdar/WebShop-v0" not in registry:
-    register(
-        id="sdar/WebShop-v0",
-        entry_point="sdar_envs.webshop.env:WebShopEnv",
-        max_episode_steps=15,
-    )
-
-if "sdar/SearchQA-v0" not in registry:
-    register(
-        id="sdar/SearchQA-v0",
-        entry_point="sdar_envs.searchqa.env:SearchQAEnv",
-        max_episode_steps=4,
-    )
+for _id, (_entry_point, _limit) in _ENVS.items():
+    if _id not in registry:
+        register(id=_id, entry_point=_entry_point, max_episode_steps=_limit)

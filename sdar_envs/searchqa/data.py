@@ -88,6 +88,15 @@ def load_questions(path: str | Path) -> list[Question]:
     return questions
 
 
+def load_split(data_dir: str | Path, split: str) -> list[Question]:
+    """The questions of `split` in a folder of `{split}.parquet` / `{split}.jsonl` files."""
+    root = Path(data_dir).expanduser()
+    for suffix in (".parquet", ".jsonl"):
+        if (root / f"{split}{suffix}").is_file():
+            return load_questions(root / f"{split}{suffix}")
+    raise QAFormatError(f"no {split}.parquet or {split}.jsonl in {root}.")
+
+
 def split_title(contents: str) -> tuple[str, str]:
     """wiki-18 `contents` -> (title with its quotes, text), split at the first newline."""
     title, _, text = contents.partition("\n")

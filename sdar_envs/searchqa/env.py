@@ -23,126 +23,12 @@ query encoder), with `corpus=` or `index_dir=` for the passage texts. `task_type
 
 from __future__ import annotations
 
-import re
-import threading
-from collections.abc import Sequence
-from pathlib import Path
-from typing import Any
-
 from sdar_envs.core import TaskStart, TextEnv, Transition
-from sdar_envs.searchqa.data import QAFormatError, Question, load_questions
-from sdar_envs.searchqa.retriever import Bm25Retriever, Passage, format_information
+from sdar_envs.searchqa.data import Question, load_questions, load_split
+from sdar_envs.searchqa.generator import embedded_questions
+from sdar_envs.searchqa.protocol import MAX_QUERY_CHARS, REMINDER, parse_action
+from sdar_envs.searchqa.retriever import RemoteRetriever, format_information, get_retriever
 from sdar_envs.searchqa.scoring import exact_match, token_f1
-
-REMINDER = (
-    "Invalid action: nothing to do. To search, write <search> your query </search> (or search[query]); "
-    "to answer, write <answer> your answer </answer> (or answer[text])."
-)
-_ACTIONS = re.compile(r"<(search|answer)>(.*?)</\1>|\b(search|answer)\[(.*?)\]", re.IGNORECASE | re.DOTALL)
-MAX_QUERY_CHARS = 1000
-
-_RETRIEVERS: dict[tuple, Any] = {}
-_LOCK = threading.Lock()
-
-
-def parse_action(text: str) -> tuple[str, str] | None:
-    """The first `search` / `answer` action in `text` as (kind, argument), or None."""
-    match = _ACTIONS.search(text)
-    if match is None:
-        return None
-    kind = (match.group(1) or match.group(3)).lower()
-    argument = (match.group(2) if match.group(1) else match.group(4)).strip()
-    return kind, argument
-
-
-def embedded_set():
-    """The embedded questions and corpus (generated once per process; deterministic)."""
-    from sdar_envs.searchqa.generator import generate
-
-    with _LOCK:
-        if "embedded" not in _RETRIEVERS:
-            _RETRIEVERS["embedded"] = generate()
-        return _RETRIEVERS["embedded"]
-
-
-def get_retriever(
-    corpus: str | None = None, index_dir: str | None = None, dense_index: str | None = None, encoder: str | None = None
-) -> Any:
-    """The process's retriever, built once per configuration.
-
-    BM25 over a corpus file, an index, or (neither) the embedded corpus; with `dense_index` and
-    `encoder`, dense retrieval whose passage texts come from that BM25 index.
-    """
-    if dense_index or encoder:
-        if not (dense_index and encoder):
-            raise ValueError("dense retrieval needs both dense_index= (a Faiss index folder) and encoder= (a model).")
-        from sdar_envs.searchqa.retriever import DenseRetriever
-
-        key = ("dense", str(dense_index), str(encoder), str(corpus), str(index_dir))
-        with _LOCK:
-            retriever = _RETRIEVERS.get(key)
-        if retriever is None:
-            retriever = DenseRetriever(dense_index, encoder, get_retriever(corpus, index_dir))
-            with _LOCK:
-                retriever = _RETRIEVERS.setdefault(key, retriever)
-        return retriever
-    key = ("bm25", str(corpus) if corpus else None, str(index_dir) if index_dir else None)
-    with _LOCK:
-        retriever = _RETRIEVERS.get(key)
-    if retriever is None:
-        if index_dir:
-            retriever = Bm25Retriever.from_index(index_dir)
-        elif corpus:
-            retriever = Bm25Retriever.from_corpus(corpus)
-        else:
-            retriever = Bm25Retriever.from_documents("embedded", embedded_set().passages)
-        with _LOCK:
-            retriever = _RETRIEVERS.setdefault(key, retriever)
-    return retriever
-
-
-class _RemoteRetriever:
-    """The retrieval server's `POST /retrieve`, as a retriever."""
-
-    def __init__(self, url: str, timeout: float) -> None:
-        import requests
-
-        self.url = url.rstrip("/") + ("" if url.rstrip("/").endswith("/retrieve") else "/retrieve")
-        self.http = requests.Session()
-        self.timeout = timeout
-
-    def search(self, queries: Sequence[str], topk: int = 3) -> list[list[Passage]]:
-        import requests
-
-        from sdar_envs.searchqa.data import split_title
-
-        body = {"queries": list(queries), "topk": topk, "return_scores": True}
-        try:
-            response = self.http.post(self.url, json=body, timeout=self.timeout)
-        except requests.RequestException as e:
-            raise ConnectionError(f"retrieval server {self.url} did not answer: {e}. Start it with: "
-                                  "python -m sdar_envs.searchqa.server --port PORT") from e  # fmt: skip
-        if response.status_code != 200:
-            raise RuntimeError(f"retrieval server {self.url} answered {response.status_code}: {response.text[:300]}")
-        rows = response.json()["result"]
-        return [[Passage(d["document"]["id"], *split_title(d["document"]["contents"]), float(d["score"])) for d in row]
-                for row in rows]  # fmt: skip
-
-
-def _questions_for(split: str, questions: str | None, data_dir: str | None) -> list[Question]:
-    if questions:
-        return load_questions(questions)
-    if data_dir:
-        root = Path(data_dir).expanduser()
-        for suffix in (".parquet", ".jsonl"):
-            if (root / f"{split}{suffix}").is_file():
-                return load_questions(root / f"{split}{suffix}")
-        raise QAFormatError(f"no {split}.parquet or {split}.jsonl in {root}.")
-    from sdar_envs.searchqa.generator import split_questions
-
-    rows = split_questions(embedded_set().questions, split)
-    return [Question(str(r["id"]), str(r["question"]), tuple(r["golden_answers"]), str(r["data_source"]),
-                     tuple(r["hops"])) for r in rows]  # fmt: skip
 
 
 class SearchQAEnv(TextEnv):
@@ -219,9 +105,12 @@ class SearchQAEnv(TextEnv):
         if not 1 <= topk <= 100:
             raise ValueError(f"SearchQAEnv: topk={topk}; use 1..100 (Search-R1 uses 3).")
         self.topk = topk
-        self.questions = _questions_for(split, questions, data_dir)
+        if questions:
+            self.questions = load_questions(questions)
+        else:
+            self.questions = load_split(data_dir, split) if data_dir else embedded_questions(split)
         self.retriever = (
-            _RemoteRetriever(retriever_url, timeout)
+            RemoteRetriever(retriever_url, timeout)
             if retriever_url
             else get_retriever(corpus, index_dir, dense_index, encoder)
         )
@@ -244,14 +133,12 @@ class SearchQAEnv(TextEnv):
             return Transition("The question is answered; reset() for a new one.", 0.0, True, self._won,
                               self._score, False, [])  # fmt: skip
         parsed = parse_action(action)
-        if parsed is None or not parsed[1]:
+        if parsed is None or not parsed.argument:
             return Transition(REMINDER, 0.0, False, False, 0.0, False, [])
-        if len(parsed[1]) > MAX_QUERY_CHARS:
-            reason = (
-                f"Invalid action: the {parsed[0]} text is {len(parsed[1])} characters; keep it under {MAX_QUERY_CHARS}."
-            )
+        kind, argument = parsed.kind, parsed.argument
+        if len(argument) > MAX_QUERY_CHARS:
+            reason = f"Invalid action: the {kind} text is {len(argument)} characters; keep it under {MAX_QUERY_CHARS}."
             return Transition(reason, 0.0, False, False, 0.0, False, [])
-        kind, argument = parsed
         if kind == "search":
             passages = self.retriever.search([argument], self.topk)[0]
             return Transition(format_information(passages), 0.0, False, False, 0.0, True, [])
@@ -263,7 +150,7 @@ class SearchQAEnv(TextEnv):
 
     def close(self) -> None:
         """Close the connection to a retrieval server (an in-process retriever is shared and stays)."""
-        if isinstance(self.retriever, _RemoteRetriever):
+        if isinstance(self.retriever, RemoteRetriever):
             self.retriever.http.close()
         super().close()
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -360,6 +361,26 @@ def generate(seed: int = 0, scale: int = 12) -> QASet:
     for i, q in enumerate(questions):
         q["id"] = f"gen-{i:05d}"
     return QASet(passages, questions)
+
+
+_EMBEDDED: dict[str, QASet] = {}
+_LOCK = threading.Lock()
+
+
+def embedded_set() -> QASet:
+    """The embedded questions and corpus (generated once per process; deterministic)."""
+    with _LOCK:
+        if "default" not in _EMBEDDED:
+            _EMBEDDED["default"] = generate()
+        return _EMBEDDED["default"]
+
+
+def embedded_questions(split: str) -> list:
+    """The embedded set's questions of one split, as `data.Question`s."""
+    from sdar_envs.searchqa.data import Question
+
+    return [Question(str(r["id"]), str(r["question"]), tuple(r["golden_answers"]), str(r["data_source"]),
+                     tuple(r["hops"])) for r in split_questions(embedded_set().questions, split)]  # fmt: skip
 
 
 def split_questions(questions: list[dict], split: str) -> list[dict]:

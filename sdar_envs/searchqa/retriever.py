@@ -3,6 +3,8 @@
     Bm25Retriever.from_corpus("wiki-18.jsonl")    # indexed on first use, cached
     Bm25Retriever.from_index("indexes/wiki18")     # an existing Lucene index (e.g. Pyserini prebuilt)
     DenseRetriever("indexes/e5-faiss", "models/e5-base-v2", texts=Bm25Retriever.from_index(...))
+    RemoteRetriever("http://127.0.0.1:8000")       # a retrieval server (python -m sdar_envs.searchqa.server)
+    get_retriever(corpus=..., index_dir=...)       # the process's shared retriever for a configuration
 
 Every retriever answers `search(queries, topk)` with, per query, the top passages: `Passage(id,
 title, text, score)`. `format_information` writes them as Search-R1 does:
@@ -15,9 +17,11 @@ import functools
 import hashlib
 import json
 import os
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sdar_envs.lucene import Bm25Searcher, build_index, iter_jsonl
 from sdar_envs.searchqa.data import QAFormatError, split_title
@@ -156,3 +160,69 @@ class DenseRetriever:
         qids = [str(i) for i in range(len(queries))]
         results = self.searcher.batch_search(list(queries), qids, k=topk, threads=self.threads)
         return [[self.texts.passage(h.docid, float(h.score)) for h in results.get(q, [])] for q in qids]
+
+
+_RETRIEVERS: dict[tuple, Any] = {}
+_LOCK = threading.Lock()
+
+
+def get_retriever(
+    corpus: str | None = None, index_dir: str | None = None, dense_index: str | None = None, encoder: str | None = None
+) -> Any:
+    """The process's retriever, built once per configuration.
+
+    BM25 over a corpus file, an index, or (neither) the embedded corpus; with `dense_index` and
+    `encoder`, dense retrieval whose passage texts come from that BM25 index.
+    """
+    if dense_index or encoder:
+        if not (dense_index and encoder):
+            raise ValueError("dense retrieval needs both dense_index= (a Faiss index folder) and encoder= (a model).")
+        key = ("dense", str(dense_index), str(encoder), str(corpus), str(index_dir))
+        with _LOCK:
+            retriever = _RETRIEVERS.get(key)
+        if retriever is None:
+            retriever = DenseRetriever(dense_index, encoder, get_retriever(corpus, index_dir))
+            with _LOCK:
+                retriever = _RETRIEVERS.setdefault(key, retriever)
+        return retriever
+    key = ("bm25", str(corpus) if corpus else None, str(index_dir) if index_dir else None)
+    with _LOCK:
+        retriever = _RETRIEVERS.get(key)
+    if retriever is None:
+        if index_dir:
+            retriever = Bm25Retriever.from_index(index_dir)
+        elif corpus:
+            retriever = Bm25Retriever.from_corpus(corpus)
+        else:
+            from sdar_envs.searchqa.generator import embedded_set
+
+            retriever = Bm25Retriever.from_documents("embedded", embedded_set().passages)
+        with _LOCK:
+            retriever = _RETRIEVERS.setdefault(key, retriever)
+    return retriever
+
+
+class RemoteRetriever:
+    """The retrieval server's `POST /retrieve`, as a retriever."""
+
+    def __init__(self, url: str, timeout: float) -> None:
+        import requests
+
+        self.url = url.rstrip("/") + ("" if url.rstrip("/").endswith("/retrieve") else "/retrieve")
+        self.http = requests.Session()
+        self.timeout = timeout
+
+    def search(self, queries: Sequence[str], topk: int = 3) -> list[list[Passage]]:
+        import requests
+
+        body = {"queries": list(queries), "topk": topk, "return_scores": True}
+        try:
+            response = self.http.post(self.url, json=body, timeout=self.timeout)
+        except requests.RequestException as e:
+            raise ConnectionError(f"retrieval server {self.url} did not answer: {e}. Start it with: "
+                                  "python -m sdar_envs.searchqa.server --port PORT") from e  # fmt: skip
+        if response.status_code != 200:
+            raise RuntimeError(f"retrieval server {self.url} answered {response.status_code}: {response.text[:300]}")
+        rows = response.json()["result"]
+        return [[Passage(d["document"]["id"], *split_title(d["document"]["contents"]), float(d["score"])) for d in row]
+                for row in rows]  # fmt: skip

@@ -152,7 +152,7 @@ def create_app(retriever: Any, *, topk: int = 3, max_batch: int = 64, max_wait_m
 
 def main(argv: list[str] | None = None) -> None:
     """`python -m sdar_envs.searchqa.server`: serve a retriever."""
-    from sdar_envs.searchqa.env import get_retriever
+    from sdar_envs.searchqa.retriever import get_retriever
 
     parser = argparse.ArgumentParser(description="Serve BM25 retrieval over HTTP (POST /retrieve).")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: this machine only)")

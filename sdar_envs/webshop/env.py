@@ -22,68 +22,12 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from bs4 import BeautifulSoup
-from bs4.element import Comment
-
 from sdar_envs.core import TaskStart, TextEnv, Transition
+from sdar_envs.webshop.client import HttpClient, InProcessClient, html_to_text
 from sdar_envs.webshop.expert import oracle_plan
 
 SEARCH_ACTION = "search[<query>]"
 MAX_ACTION_CHARS = 2000
-_INVISIBLE = {"style", "script", "head", "title", "meta", "[document]"}
-
-
-def html_to_text(html: str) -> str:
-    """WebShop's simple text mode: the visible texts of a page joined with ` [SEP] `."""
-    soup = BeautifulSoup(html, "html.parser")
-    texts = []
-    for node in soup.find_all(string=True):
-        if isinstance(node, Comment) or node.parent is None or node.parent.name in _INVISIBLE:
-            continue
-        text = node.strip()
-        if text:
-            texts.append(text)
-    return " [SEP] ".join(texts)
-
-
-class _InProcessClient:
-    """The JSON API through the Flask app's test client (no port, no thread)."""
-
-    def __init__(self, data_dir: str | Path | None, human_goals: bool, num_products: int | None) -> None:
-        from sdar_envs.webshop.server import create_app, get_shop
-
-        self.app = create_app(get_shop(data_dir, human_goals=human_goals, num_products=num_products))
-        self.client = self.app.test_client()
-
-    def request(self, method: str, path: str, body: dict | None = None) -> tuple[int, dict[str, Any]]:
-        response = self.client.open(path, method=method, json=body)
-        return response.status_code, response.get_json(silent=True) or {}
-
-
-class _HttpClient:
-    """The JSON API of a running server (`python -m sdar_envs.webshop.server`)."""
-
-    def __init__(self, base_url: str, timeout: float) -> None:
-        import requests
-
-        self.base_url = base_url.rstrip("/")
-        self.timeout = timeout
-        self.http = requests.Session()
-
-    def request(self, method: str, path: str, body: dict | None = None) -> tuple[int, dict[str, Any]]:
-        import requests
-
-        try:
-            response = self.http.request(method, self.base_url + path, json=body, timeout=self.timeout)
-        except requests.RequestException as e:
-            raise ConnectionError(
-                f"WebShop server at {self.base_url} did not answer {method} {path}: {e}. "
-                "Start it with: python -m sdar_envs.webshop.server --port PORT"
-            ) from e
-        try:
-            return response.status_code, response.json()
-        except ValueError:
-            return response.status_code, {"error": response.text[:300]}
 
 
 class WebShopEnv(TextEnv):
@@ -157,7 +101,7 @@ class WebShopEnv(TextEnv):
             raise ValueError("WebShopEnv: give data_dir to the server, not to an env that uses base_url.")
         self.observation_mode = observation_mode
         self.client = (
-            _HttpClient(base_url, timeout) if base_url else _InProcessClient(data_dir, human_goals, num_products)
+            HttpClient(base_url, timeout) if base_url else InProcessClient(data_dir, human_goals, num_products)
         )
         tasks = self._call("GET", f"/api/tasks?split={split}")["tasks"]
         self.set_tasks([t["id"] for t in tasks], [t["type"] for t in tasks])
@@ -207,7 +151,7 @@ class WebShopEnv(TextEnv):
 
     def oracle_actions(self) -> list[str]:
         """Actions that buy the goal product with the goal options (a scripted expert)."""
-        if not isinstance(self.client, _InProcessClient):
+        if not isinstance(self.client, InProcessClient):
             raise RuntimeError("oracle_actions() needs the in-process site (no base_url).")
         shop = self.client.app.extensions["webshop"]
         goal = shop.session(self.session_id).goal
@@ -224,6 +168,6 @@ class WebShopEnv(TextEnv):
             except ConnectionError:
                 pass
             self._state = {}
-        if isinstance(self.client, _HttpClient):
+        if isinstance(self.client, HttpClient):
             self.client.http.close()
         super().close()

@@ -11,8 +11,14 @@ from gymnasium.utils.env_checker import check_env
 pytest.importorskip("pyserini", reason="Search-QA's extras are not installed (pip install 'sdar[searchqa]')")
 
 from sdar_envs.searchqa.data import QAFormatError, load_corpus, load_questions  # noqa: E402
-from sdar_envs.searchqa.env import REMINDER, SearchQAEnv, embedded_set, get_retriever  # noqa: E402
-from sdar_envs.searchqa.retriever import Bm25Retriever, format_information  # noqa: E402
+from sdar_envs.searchqa.env import SearchQAEnv  # noqa: E402
+from sdar_envs.searchqa.generator import embedded_set  # noqa: E402
+from sdar_envs.searchqa.protocol import REMINDER  # noqa: E402
+from sdar_envs.searchqa.retriever import (  # noqa: E402
+    Bm25Retriever,
+    format_information,
+    get_retriever,  # noqa: E402
+)
 from sdar_envs.searchqa.server import create_app  # noqa: E402
 from sdar_envs.serving import BackgroundServer  # noqa: E402
 from tests.conftest import shared_path  # noqa: E402
@@ -287,9 +293,9 @@ def test_exported_embedded_set_plays_through_the_real_data_path(tmp_path):
         _, reward, terminated, *_ = env.step(action)
     assert terminated and reward == 1.0
     with pytest.raises(QAFormatError, match="no dev.parquet or dev.jsonl"):
-        from sdar_envs.searchqa.env import _questions_for
+        from sdar_envs.searchqa.data import load_split
 
-        _questions_for("dev", None, str(tmp_path))
+        load_split(str(tmp_path), "dev")
     env.close()
 
 

@@ -14,7 +14,8 @@ pytest.importorskip("pyserini", reason="WebShop's extras are not installed (pip 
 
 from sdar_envs.serving import BackgroundServer  # noqa: E402
 from sdar_envs.webshop import catalog as catalog_mod  # noqa: E402
-from sdar_envs.webshop.env import SEARCH_ACTION, WebShopEnv, html_to_text  # noqa: E402
+from sdar_envs.webshop.client import html_to_text  # noqa: E402
+from sdar_envs.webshop.env import SEARCH_ACTION, WebShopEnv  # noqa: E402
 from sdar_envs.webshop.generator import generate_catalog  # noqa: E402
 from sdar_envs.webshop.server import create_app, get_shop  # noqa: E402
 from tests.conftest import shared_path  # noqa: E402

@@ -34,19 +34,27 @@ def test_token_f1():
 
 
 def test_parse_action_forms():
-    from sdar_envs.searchqa.env import parse_action
+    from sdar_envs.searchqa.protocol import parse_action
 
-    assert parse_action("<search> who founded x </search>") == ("search", "who founded x")
-    assert parse_action("<think>hmm</think>\n<answer> Paris </answer>") == ("answer", "Paris")
-    assert parse_action("search[red river]") == ("search", "red river")
-    assert parse_action("Answer[1843]") == ("answer", "1843")
+    def kind_and_argument(text, **kwargs):
+        found = parse_action(text, **kwargs)
+        return None if found is None else (found.kind, found.argument)
+
+    assert kind_and_argument("<search> who founded x </search>") == ("search", "who founded x")
+    assert kind_and_argument("<think>hmm</think>\n<answer> Paris </answer>") == ("answer", "Paris")
+    assert parse_action("<think>hmm</think>\n<answer> Paris </answer>").start == len("<think>hmm</think>\n")
+    assert kind_and_argument("search[red river]") == ("search", "red river")
+    assert kind_and_argument("Answer[1843]") == ("answer", "1843")
+    assert kind_and_argument("search[red river]", brackets=False) is None  # the trainer reads tags only
+    assert parse_action("<search>  a   b </search>").tagged == "<search> a b </search>"
     # the first complete action counts; the prompt's own example never reaches the env
-    assert parse_action("<search>a</search> then <answer>b</answer>") == ("search", "a")
+    assert kind_and_argument("<search>a</search> then <answer>b</answer>") == ("search", "a")
     assert parse_action("<search>unterminated") is None
     assert parse_action("I think it is Paris") is None
 
 
 def test_retrieve_request_validation():
+    pytest.importorskip("flask", reason="the retrieval server needs flask (pip install 'sdar[searchqa]')")
     from sdar_envs.searchqa.server import parse_request
 
     assert parse_request({"queries": ["a", "b"], "topk": 5, "return_scores": True}, 3) == (["a", "b"], 5, True)
