@@ -1,10 +1,11 @@
 """Wrappers over the sdar envs.
 
-`PrivilegedSkills` is SDAR's skill hook: at every reset it retrieves skills for the task from a
-skill bank and puts them in `info["skills"]`; when the episode ends it reports the episode's
-return to the bank, which is what the `ucb` strategy learns from. The student's observation is
-untouched: the skills are privileged context for the teacher (or for the student's prompt in
-Skill-GRPO), and the trainer decides where they go.
+`PrivilegedSkills` is SDAR's skill hook for Gymnasium users: at every reset it retrieves skills for
+the task through a `skillbank.SkillSelector` and puts them in `info["skills"]`; when the episode
+ends it gives the selector the episode's task score (`info["score"]`, in [0, 1]), which is what the
+`ucb` strategy learns from. The trainer uses the same selector class, with the same feedback. The
+student's observation is untouched: the skills are privileged context for the teacher (or for the
+student's prompt in Skill-GRPO), and the caller decides where they go.
 """
 
 from __future__ import annotations
@@ -13,18 +14,17 @@ from collections.abc import Callable
 from typing import Any
 
 import gymnasium as gym
-import numpy as np
 
 
 class PrivilegedSkills(gym.Wrapper):
-    """Add retrieved skills to `info["skills"]` at reset; report episode returns to the bank.
+    """Add retrieved skills to `info["skills"]` at reset; report each episode's task score to the bank.
 
     ## Information
     `info["skills"]` (reset only): `{"ids": [...], "text": "...", "task_type": <bank type or None>,
     "strategy": "<name>"}`.
 
     ## Arguments
-    - `env`: an sdar env (its `info` gives `task_type` and `task`).
+    - `env`: an sdar env (its `info` gives `task_type`, `task` and `score`).
     - `bank`: a `skillbank.SkillBank`, a bank name or path; default: the env's own bank
       (`env.unwrapped.skill_bank`).
     - `strategy`: "keyword" | "full" | "random" | "ucb".
@@ -33,7 +33,7 @@ class PrivilegedSkills(gym.Wrapper):
     - `seed`: seeds the wrapper's RNG for the `random` strategy; `reset(seed=s)` reseeds it.
 
     In a vector env each copy holds its own bank, so UCB statistics are per copy; the trainer
-    retrieves in its own process instead, with one bank state for all rollouts.
+    retrieves in its own process instead, with one selector for all rollouts.
     """
 
     def __init__(
@@ -47,11 +47,9 @@ class PrivilegedSkills(gym.Wrapper):
         seed: int | None = None,
     ) -> None:
         super().__init__(env)
-        from skillbank import STRATEGIES, SkillBank
+        from skillbank import SkillSelector
         from skillbank.bank import DEFAULT_BUDGET
 
-        if strategy not in STRATEGIES:
-            raise ValueError(f"PrivilegedSkills(strategy={strategy!r}): expected one of {list(STRATEGIES)}.")
         if bank is None:
             bank = getattr(env.unwrapped, "skill_bank", None)
             if bank is None:
@@ -59,29 +57,26 @@ class PrivilegedSkills(gym.Wrapper):
                     f"{type(env.unwrapped).__name__} names no default skill bank; pass bank= (a SkillBank, "
                     "a bundled bank name or a path)."
                 )
-        self.bank = bank if isinstance(bank, SkillBank) else SkillBank.load(bank)
-        self.strategy, self.k, self.measure = strategy, k, measure
-        self.budget = DEFAULT_BUDGET if budget is None else budget
-        self._rng = np.random.default_rng(seed)
-        self._shown: dict[str, Any] | None = None
-        self._return = 0.0
+        self.selector = SkillSelector(bank, strategy, k, DEFAULT_BUDGET if budget is None else budget, measure, seed)
+        self._shown: Any = None
+
+    @property
+    def bank(self):
+        """The `skillbank.SkillBank` the skills come from."""
+        return self.selector.bank
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         if seed is not None:
-            self._rng = np.random.default_rng(seed)
+            self.selector.reseed(seed)
         obs, info = self.env.reset(seed=seed, options=options)
-        got = self.bank.retrieve(
-            info.get("task_type"), info.get("task", ""), self.strategy, self.k, self._rng, self.budget, self.measure
-        )
-        self._shown = {"ids": list(got.ids), "text": got.text, "task_type": got.task_type, "strategy": got.strategy}
-        self._return = 0.0
-        return obs, {**info, "skills": dict(self._shown)}
+        self._shown = self.selector.retrieve(info.get("task_type"), info.get("task", ""))
+        shown = {"ids": list(self._shown.ids), "text": self._shown.text, "task_type": self._shown.task_type,
+                 "strategy": self._shown.strategy}
+        return obs, {**info, "skills": shown}
 
     def step(self, action):
         obs, reward, terminated, truncated, info = self.env.step(action)
-        self._return += float(reward)
         if (terminated or truncated) and self._shown is not None:
-            task_type = self._shown["task_type"] or info.get("task_type")
-            self.bank.feedback(self._shown["ids"], self._return, task_type)
+            self.selector.feedback(self._shown, float(info.get("score", 0.0)))
             self._shown = None
         return obs, reward, terminated, truncated, info

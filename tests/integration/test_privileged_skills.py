@@ -42,7 +42,7 @@ def test_each_task_type_gets_its_own_skills(alfworld_games):
         assert typed and all(i.startswith(prefixes[info["task_type"]]) for i in typed)
 
 
-def test_ucb_learns_from_episode_returns(alfworld_games):
+def test_ucb_learns_from_each_episodes_task_score(alfworld_games):
     bank = SkillBank.load("alfworld")
     env = PrivilegedSkills(gym.make("sdar/ALFWorld-v0", data_dir=alfworld_games, max_episode_steps=2),
                            bank=bank, strategy="ucb", k=2)
@@ -55,6 +55,16 @@ def test_ucb_learns_from_episode_returns(alfworld_games):
     assert all(bank.bandit.stats[task_type][i] == [1, 0.0] for i in shown)
     _, info = env.reset(options={"task_index": 0})
     assert not set(info["skills"]["ids"]) & set(shown)  # untried arms come first
+    won = PrivilegedSkills(gym.make("sdar/ALFWorld-v0", data_dir=alfworld_games), bank=SkillBank.load("alfworld"),
+                           strategy="ucb", k=2)
+    _, info = won.reset(options={"task_index": 0})
+    done = False
+    while not done:
+        *_, terminated, truncated, last = won.step(won.unwrapped.expert_action())
+        done = terminated or truncated
+    assert last["won"] and last["score"] == 1.0
+    stats = won.bank.bandit.stats[info["task_type"]]
+    assert all(stats[i] == [1, 1.0] for i in info["skills"]["ids"])  # the task score, in [0, 1]
 
 
 def test_wrapper_argument_errors(alfworld_games):
