@@ -24,11 +24,11 @@ import time
 import torch
 
 from sdar_agent.config import ModelConfig
+from sdar_agent.generation import HFGenerator, Sampling
 from sdar_agent.logprobs import pack, response_logprobs
 from sdar_agent.losses import ppo_clip_loss
 from sdar_agent.models import load_policy, load_tokenizer
 from sdar_agent.prompts import chat_ids, template_for
-from sdar_agent.rollout import HFGenerator, Sampling
 
 
 def matmul_peak_gflops(n: int = 2048, repeats: int = 5) -> float:
@@ -133,9 +133,10 @@ def sdar_over_grpo(model_name: str, prompts, responses, tokenizer, micro: int) -
     template = template_for("sdar/ALFWorld-v0")
     teacher_prompt = chat_ids(tokenizer, template.render("put a hot apple in cabinet 1.", "You are in a room.",
                                                          ["look"], [], 0, skills=skills))
-    samples = [Sample(p, r, group=i // 4, traj=i, step=0, reward=0.0, valid=True, task_id=str(i),
-                      task_type="pick_heat_then_place_in_recep", score=float(i % 3), teacher_prompt_ids=teacher_prompt)
+    samples = [Sample(p, r, group=i // 4, traj=i, step=0, task_id=str(i), task_type="pick_heat_then_place_in_recep",
+                      valid=True, teacher_prompt_ids=teacher_prompt)
                for i, (p, r) in enumerate(zip(prompts, responses, strict=True))]
+    scores = torch.tensor([float(i % 3) for i in range(len(samples))], dtype=torch.float64)
     times = {}
     teacher_s = 0.0
     with tempfile.TemporaryDirectory() as out:
@@ -145,9 +146,9 @@ def sdar_over_grpo(model_name: str, prompts, responses, tokenizer, micro: int) -
                                        "log.tensorboard=false", "log.progress=false"])
             trainer = Trainer(cfg)
             try:
-                trainer.update(samples[:2])  # warm-up
+                trainer.update(samples[:2], scores[:2])  # warm-up
                 start = time.perf_counter()
-                metrics = trainer.update(samples)
+                metrics = trainer.update(samples, scores)
                 times[algo] = time.perf_counter() - start
                 teacher_s = metrics.get("perf/teacher_s", teacher_s)
             finally:

@@ -1,4 +1,8 @@
-"""The trainer: GRPO and SDAR (gated on-policy self-distillation) for Hugging Face causal LMs.
+"""The trainer: GRPO, SDAR (gated on-policy self-distillation) and its baselines for Hugging Face causal LMs.
 
-Built in the trainer issues; `python -m sdar_agent.train` will be the project's main job.
+`python -m sdar_agent.train` trains, `python -m sdar_agent.evaluate` evaluates. The flow of one
+step, a file per stage: env step (`workers.py`) -> rollout (`rollout.py`, generation in
+`generation.py`, prompts in `prompts.py`, answer parsing in `parsing.py`) -> scores and advantages
+(`advantages.py`) -> objective (`objective.py`, over the pure losses of `losses.py` and
+`distill.py`) -> update (`trainer.py`). Settings: `config.py`; metrics: `tracking.py`.
 """

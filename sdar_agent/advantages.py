@@ -1,10 +1,49 @@
-"""Group-relative advantages (GRPO; Shao et al., 2024, DeepSeekMath; verl-agent's grouping)."""
+"""From what the envs said to what the loss weighs: turn scores, then group-relative advantages.
+
+`turn_scores` applies the reward settings (`win_reward`, `reward=env|won`, the invalid-action
+penalty) to the raw per-turn outcomes that `rollout.collect` recorded; `grpo_advantages`
+normalises the scores within each GRPO group (Shao et al., 2024, DeepSeekMath; verl-agent's
+grouping). Both are pure functions of (N,) tensors, one entry per turn sample.
+"""
 
 from __future__ import annotations
 
 from typing import Literal
 
 import torch
+
+REWARD_MODES = ("env", "won")
+
+
+def turn_rewards(env_rewards: torch.Tensor, won: torch.Tensor, *, win_reward: float,
+                 reward: Literal["env", "won"] = "env") -> torch.Tensor:
+    """r_t, each turn's training reward: (N,) -> (N,) float64.
+
+    `reward="env"`: r_t = win_reward * env_reward_t (ALFWorld: 10 on the winning turn);
+    `reward="won"`: r_t = win_reward on the turn that wins the episode, 0 elsewhere (verl-agent's
+    WebShop: 10 only for a purchase that scores 1.0, whatever the env's own reward).
+    """
+    if reward not in REWARD_MODES:
+        raise ValueError(f"reward={reward!r}: expected one of {list(REWARD_MODES)}.")
+    source = won.double() if reward == "won" else env_rewards.double()
+    return win_reward * source
+
+
+def trajectory_returns(rewards: torch.Tensor, trajs: torch.Tensor) -> torch.Tensor:
+    """R for each sample: the sum of r_t over the sample's trajectory. (N,), (N,) -> (N,)."""
+    ids, index = torch.unique(trajs, return_inverse=True)
+    sums = torch.zeros(len(ids), dtype=rewards.dtype).index_add_(0, index, rewards)
+    return sums[index]
+
+
+def turn_scores(rewards: torch.Tensor, valid: torch.Tensor, trajs: torch.Tensor, *,
+                invalid_penalty: float) -> torch.Tensor:
+    """score_t = R - invalid_penalty * [turn t's response was malformed] (verl-agent's projection).
+
+    Every turn is scored with its trajectory's return R; a turn whose response broke the answer
+    format also pays the penalty (0.1 in the reference). (N,) x 3 -> (N,) float64.
+    """
+    return trajectory_returns(rewards, trajs) - invalid_penalty * (~valid.bool()).double()
 
 
 def grpo_advantages(

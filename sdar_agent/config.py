@@ -1,9 +1,11 @@
-"""Training configuration: one dataclass per concern, nested in `TrainConfig`.
+"""Training configuration: one dataclass per concern, nested in `TrainConfig`, and the command line.
 
-Presets are YAML files in `sdar_agent/configs/` (`demo`, `alfworld_grpo_qwen2.5-3b`, ...);
-`key=value` overrides apply on top (`rollout.group_size=4`, `algo.lr=2e-6`). Every key and value
-is checked by `load_config` before any model loads; errors name the key, the value, the rule and
-the fix.
+Presets are YAML files in `sdar_agent/configs/` (`demo`, `alfworld_sdar_qwen2.5-3b`, ...); a preset
+may extend another with `base: <preset>` (mappings merge key by key, the extending file wins).
+`key=value` overrides apply on top (`rollout.group_size=4`, `algo.lr=2e-6`). Every field carries
+its own range check (`option(default, check)`), so adding a field is one edit; `load_config` checks
+every key and value before any model loads, and errors name the key, the value, the rule and the
+fix.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import typing
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -18,12 +21,45 @@ from typing import Any, Literal
 import yaml
 
 CONFIG_DIR = Path(__file__).parent / "configs"
+Check = tuple[Callable[[Any], bool], str]  # (predicate, the rule in words)
 
 
 class ConfigError(ValueError):
-    """A bad config key or value."""
+    """A bad config key or value, or a bad command line."""
 
 
+# ------------------------------------------------------------------------------ field checks
+def at_least(low: float) -> Check:
+    """A check: the value is at least `low`."""
+    return (lambda v: v >= low), f">= {low}"
+
+
+def above(low: float) -> Check:
+    """A check: the value is above `low`."""
+    return (lambda v: v > low), f"> {low}"
+
+
+def between(low: float, high: float, *, closed: str = "[]") -> Check:
+    """A check: the value lies between `low` and `high`; `closed` says which ends count: "[]", "[)", "(]", "()"."""
+    lo_ok = (lambda v: v >= low) if closed[0] == "[" else (lambda v: v > low)
+    hi_ok = (lambda v: v <= high) if closed[1] == "]" else (lambda v: v < high)
+    return (lambda v: lo_ok(v) and hi_ok(v)), f"in {closed[0]}{low}, {high}{closed[1]}"
+
+
+def option(default: Any = dataclasses.MISSING, check: Check | None = None, *,
+           factory: Callable[[], Any] | None = None) -> Any:
+    """A config field with its range check beside it: `steps: int = option(150, at_least(1))`.
+
+    `check` is (predicate, the rule in words): `at_least`, `above` and `between` build the common
+    ones; any other is written in place.
+    """
+    metadata = {"check": check} if check else {}
+    if factory is not None:
+        return field(default_factory=factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+# ------------------------------------------------------------------------------ the configs
 @dataclass
 class ModelConfig:
     """The policy model and how it is trained (full or LoRA)."""
@@ -35,11 +71,11 @@ class ModelConfig:
     """`auto`: bfloat16 on GPU, float32 on CPU."""
     device: str = "auto"
     """`auto`: the accelerator's device (cuda when available, else cpu)."""
-    lora_rank: int = 0
+    lora_rank: int = option(0, at_least(0))
     """LoRA rank through peft; 0 trains all weights."""
     lora_alpha: int = 32
-    lora_dropout: float = 0.0
-    lora_target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+    lora_dropout: float = option(0.0, between(0, 1, closed="[)"))
+    lora_target_modules: list[str] = option(factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
     gradient_checkpointing: bool = False
     trust_remote_code: bool = False
 
@@ -52,13 +88,13 @@ class EnvConfig:
     """A registered env id (its module prefix, e.g. `sdar_envs:`, is added when missing)."""
     split: str = "train"
     val_split: str = "valid_unseen"
-    kwargs: dict[str, Any] = field(default_factory=dict)
+    kwargs: dict[str, Any] = option(factory=dict)
     """Passed to `gym.make` for both splits (e.g. `data_dir`)."""
-    max_turns: int = 50
+    max_turns: int = option(50, at_least(1))
     """Turns per episode (ALFWorld 50, WebShop 15, Search-QA 4 in the reference recipe)."""
-    num_workers: int = -1
+    num_workers: int = option(-1, (lambda v: v in (-1, 0), "-1 (a process per env) or 0 (in this process)"))
     """-1: each env in its own worker process (a crash or hang restarts it); 0: all in this process."""
-    step_timeout_s: float = 120.0
+    step_timeout_s: float = option(120.0, above(0))
     """An env that takes longer to answer is restarted and its trajectory dropped."""
 
 
@@ -66,16 +102,17 @@ class EnvConfig:
 class RolloutConfig:
     """Rollouts: batch shape, lengths, sampling, prompt history and rewards."""
 
-    tasks_per_step: int = 16
+    tasks_per_step: int = option(16, at_least(1))
     """Tasks per training step (per all processes together)."""
-    group_size: int = 8
+    group_size: int = option(8, at_least(1))
     """Rollouts per task: GRPO's group."""
-    max_prompt_tokens: int = 2048
-    max_response_tokens: int = 512
-    temperature: float = 1.0
-    top_p: float = 1.0
-    top_k: int = 0
-    history_length: int = 2
+    max_prompt_tokens: int = option(2048, at_least(16))
+    max_response_tokens: int = option(512, at_least(1))
+    temperature: float = option(1.0, above(0))
+    top_p: float = option(1.0, between(0, 1, closed="(]"))
+    top_k: int = option(0, at_least(0))
+    """0: no top-k filter."""
+    history_length: int = option(2, at_least(0))
     """Past (observation, action) turns shown in the prompt (verl-agent: 2)."""
     template: str = "auto"
     """Prompt template name; `auto` takes the one registered for the env id."""
@@ -84,9 +121,9 @@ class RolloutConfig:
     reward: Literal["env", "won"] = "env"
     """`env`: each turn earns the env's reward x win_reward; `won`: win_reward only on the turn that
     wins (verl-agent's WebShop: 10 only for a purchase that scores 1.0; the score is still logged)."""
-    invalid_action_penalty: float = 0.1
+    invalid_action_penalty: float = option(0.1, at_least(0))
     """Subtracted from a step's score when its response has no valid `<action>` (verl-agent: 0.1)."""
-    generation_batch_size: int = 64
+    generation_batch_size: int = option(64, at_least(1))
     """Most sequences per `generate` call."""
 
 
@@ -97,15 +134,15 @@ class SkillsConfig:
     bank: str = ""
     """A bundled bank name, a bank file or an SDAR skill folder; empty: the env's own bank."""
     strategy: Literal["keyword", "full", "random", "ucb"] = "keyword"
-    k: int = 0
+    k: int = option(0, at_least(0))
     """Skills to retrieve (see SkillBank.retrieve); 0: the strategy's default."""
-    budget_tokens: int = 512
+    budget_tokens: int = option(512, at_least(0))
     """Most prompt tokens the skills may take (counted with the policy's tokenizer)."""
     placement: Literal["user_message", "prefix"] = "user_message"
     """`user_message`: a section of the prompt; `prefix`: raw text before the chat-formatted prompt,
     as the reference SDAR code does ("[Privileged Skill Information]\n{skills}\n\n")."""
-    ucb_c: float = 1.0
-    """UCB exploration constant."""
+    ucb_c: float = option(1.0, at_least(0))
+    """UCB exploration constant (the bank learns from each episode's task score, in [0, 1])."""
 
 
 @dataclass
@@ -113,41 +150,41 @@ class AlgoConfig:
     """The algorithm and its optimisation and loss settings."""
 
     name: Literal["grpo", "sdar", "opsd", "grpo_opsd", "skill_grpo", "skill_sd", "rlsd"] = "grpo"
-    """See `sdar_agent.algorithms`: all run on one loop."""
-    lr: float = 1e-6
-    weight_decay: float = 0.0
-    clip_eps: float = 0.2
+    """See `sdar_agent.objective.ALGORITHMS`: all run on one loop."""
+    lr: float = option(1e-6, between(0, 1, closed="()"))
+    weight_decay: float = option(0.0, at_least(0))
+    clip_eps: float = option(0.2, between(0, 1, closed="()"))
     """PPO clip range (lower side; and upper side unless `clip_eps_high` is set)."""
-    clip_eps_high: float = 0.0
+    clip_eps_high: float = option(0.0, between(0, 10, closed="[)"))
     """Upper clip range; 0 uses `clip_eps` (set e.g. 0.28 for clip-higher)."""
-    kl_coef: float = 0.0
+    kl_coef: float = option(0.0, at_least(0))
     """Weight of the low-variance KL to the reference model; the reference loads only when > 0."""
     advantage_norm: Literal["step", "trajectory"] = "step"
     """GRPO statistics over the group's step samples (verl-agent) or over its episodes."""
     norm_by_std: bool = True
-    max_grad_norm: float = 1.0
-    micro_batch_size: int = 4
+    max_grad_norm: float = option(1.0, above(0))
+    micro_batch_size: int = option(4, at_least(1))
     """Samples per forward/backward; gradients accumulate over a mini-batch."""
-    mini_batches: int = 1
+    mini_batches: int = option(1, at_least(1))
     """Optimizer steps per rollout batch."""
-    epochs: int = 1
-    sdar_lambda: float = 0.01
+    epochs: int = option(1, at_least(1))
+    sdar_lambda: float = option(0.01, at_least(0))
     """lambda: weight of the distillation term in sdar / grpo_opsd / opsd (SDAR paper: 0.01)."""
-    sdar_beta: float = 5.0
+    sdar_beta: float = option(5.0, at_least(0))
     """beta: gate sharpness, g = sigmoid(beta * delta) (SDAR paper: 5; grpo_opsd forces 0)."""
     gate: Literal["gap", "entropy", "soft_or"] = "gap"
     """Gate ablation: on the teacher gap (default), on the student entropy, or their soft OR."""
     divergence: Literal["reverse_kl", "forward_kl", "jsd"] = "reverse_kl"
     """reverse_kl: the sampled-token term (default); forward_kl / jsd: full-vocabulary ablations."""
-    divergence_chunk: int = 64
+    divergence_chunk: int = option(64, at_least(1))
     """Positions per chunk for the full-vocabulary divergences (bounds memory)."""
-    skill_sd_lambda: float = 0.001
+    skill_sd_lambda: float = option(0.001, at_least(0))
     """Skill-SD's weight (SDAR code release: 0.001)."""
-    skill_sd_clip: float = 0.2
-    rlsd_lambda: float = 0.5
+    skill_sd_clip: float = option(0.2, between(0, 1, closed="()"))
+    rlsd_lambda: float = option(0.5, between(0, 1))
     """RLSD's mixing weight at step 0, decayed linearly to 0 over `rlsd_decay_steps` (0.5 / 100)."""
-    rlsd_decay_steps: int = 100
-    rlsd_clip: float = 0.2
+    rlsd_decay_steps: int = option(100, at_least(0))
+    rlsd_clip: float = option(0.2, between(0, 1, closed="()"))
 
 
 @dataclass
@@ -165,87 +202,48 @@ class TrainConfig:
 
     name: str = "run"
     """Run name: outputs go to `<output_dir>/<name>/`."""
-    seed: int = 0
-    steps: int = 150
+    seed: int = option(0, at_least(0))
+    steps: int = option(150, at_least(1))
     output_dir: str = "runs"
-    save_every: int = 50
+    save_every: int = option(50, at_least(0))
     """Checkpoint every N steps (and at the end, and on Ctrl-C); 0 only at the end."""
-    val_every: int = 25
+    val_every: int = option(25, at_least(0))
     """Validate every N steps on `env.val_split` (and at the end); 0 never."""
-    val_tasks: int = 32
-    val_temperature: float = 0.4
+    val_tasks: int = option(32, at_least(1))
+    val_temperature: float = option(0.4, at_least(0))
     resume: str = ""
     """A checkpoint folder (or a run folder: its latest checkpoint) to continue from."""
-    model: ModelConfig = field(default_factory=ModelConfig)
-    env: EnvConfig = field(default_factory=EnvConfig)
-    rollout: RolloutConfig = field(default_factory=RolloutConfig)
-    algo: AlgoConfig = field(default_factory=AlgoConfig)
-    skills: SkillsConfig = field(default_factory=SkillsConfig)
-    log: LogConfig = field(default_factory=LogConfig)
+    model: ModelConfig = option(factory=ModelConfig)
+    env: EnvConfig = option(factory=EnvConfig)
+    rollout: RolloutConfig = option(factory=RolloutConfig)
+    algo: AlgoConfig = option(factory=AlgoConfig)
+    skills: SkillsConfig = option(factory=SkillsConfig)
+    log: LogConfig = option(factory=LogConfig)
 
     @property
     def run_dir(self) -> Path:
         return Path(self.output_dir) / self.name
-
-    @property
-    def samples_per_step(self) -> int:
-        return self.rollout.tasks_per_step * self.rollout.group_size
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 
 # ------------------------------------------------------------------------------ validation
-_RULES: list[tuple[str, Any, str]] = [
-    # (key, predicate, rule)
-    ("seed", lambda v: v >= 0, ">= 0"),
-    ("steps", lambda v: v >= 1, ">= 1"),
-    ("save_every", lambda v: v >= 0, ">= 0"),
-    ("val_every", lambda v: v >= 0, ">= 0"),
-    ("val_tasks", lambda v: v >= 1, ">= 1"),
-    ("val_temperature", lambda v: v >= 0, ">= 0"),
-    ("model.lora_rank", lambda v: v >= 0, ">= 0"),
-    ("model.lora_dropout", lambda v: 0 <= v < 1, "in [0, 1)"),
-    ("env.max_turns", lambda v: v >= 1, ">= 1"),
-    ("env.num_workers", lambda v: v in (-1, 0), "-1 (a process per env) or 0 (in this process)"),
-    ("env.step_timeout_s", lambda v: v > 0, "> 0"),
-    ("rollout.tasks_per_step", lambda v: v >= 1, ">= 1"),
-    ("rollout.group_size", lambda v: v >= 1, ">= 1"),
-    ("rollout.max_prompt_tokens", lambda v: v >= 16, ">= 16"),
-    ("rollout.max_response_tokens", lambda v: v >= 1, ">= 1"),
-    ("rollout.temperature", lambda v: v > 0, "> 0 (sampling)"),
-    ("rollout.top_p", lambda v: 0 < v <= 1, "in (0, 1]"),
-    ("rollout.top_k", lambda v: v >= 0, ">= 0"),
-    ("rollout.history_length", lambda v: v >= 0, ">= 0"),
-    ("rollout.generation_batch_size", lambda v: v >= 1, ">= 1"),
-    ("rollout.invalid_action_penalty", lambda v: v >= 0, ">= 0"),
-    ("algo.lr", lambda v: 0 < v < 1, "in (0, 1)"),
-    ("algo.weight_decay", lambda v: v >= 0, ">= 0"),
-    ("algo.clip_eps", lambda v: 0 < v < 1, "in (0, 1)"),
-    ("algo.clip_eps_high", lambda v: 0 <= v < 10, "in [0, 10)"),
-    ("algo.kl_coef", lambda v: v >= 0, ">= 0"),
-    ("algo.max_grad_norm", lambda v: v > 0, "> 0"),
-    ("algo.micro_batch_size", lambda v: v >= 1, ">= 1"),
-    ("algo.mini_batches", lambda v: v >= 1, ">= 1"),
-    ("algo.epochs", lambda v: v >= 1, ">= 1"),
-    ("algo.sdar_lambda", lambda v: v >= 0, ">= 0"),
-    ("algo.sdar_beta", lambda v: v >= 0, ">= 0"),
-    ("algo.divergence_chunk", lambda v: v >= 1, ">= 1"),
-    ("algo.skill_sd_lambda", lambda v: v >= 0, ">= 0"),
-    ("algo.skill_sd_clip", lambda v: 0 < v < 1, "in (0, 1)"),
-    ("algo.rlsd_lambda", lambda v: 0 <= v <= 1, "in [0, 1]"),
-    ("algo.rlsd_decay_steps", lambda v: v >= 0, ">= 0"),
-    ("algo.rlsd_clip", lambda v: 0 < v < 1, "in (0, 1)"),
-    ("skills.k", lambda v: v >= 0, ">= 0"),
-    ("skills.budget_tokens", lambda v: v >= 0, ">= 0"),
-    ("skills.ucb_c", lambda v: v >= 0, ">= 0"),
-]
+def _checked_fields(obj: Any, prefix: str = "") -> list[tuple[str, Any, Check]]:
+    """(dotted key, value, check) of every field that carries a check, in declaration order."""
+    found = []
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value):
+            found += _checked_fields(value, f"{prefix}{f.name}.")
+        elif "check" in f.metadata:
+            found.append((f"{prefix}{f.name}", value, f.metadata["check"]))
+    return found
 
 
 def validate(cfg: TrainConfig) -> None:
-    """Check value ranges and cross-field rules; raise ConfigError naming the key."""
-    for key, ok, rule in _RULES:
-        value = _get(cfg, key)
+    """Check every field's range and the cross-field rules; raise ConfigError naming the key."""
+    for key, value, (ok, rule) in _checked_fields(cfg):
         if not ok(value):
             raise ConfigError(f"{key}={value!r} is invalid: expected {rule}. Fix it in the preset or with {key}=...")
     if not cfg.name or "/" in cfg.name:
@@ -256,33 +254,59 @@ def validate(cfg: TrainConfig) -> None:
         )
 
 
-def _get(obj: Any, dotted: str) -> Any:
-    for part in dotted.split("."):
-        obj = getattr(obj, part)
-    return obj
-
-
-# ------------------------------------------------------------------------------ loading
+# ------------------------------------------------------------------------------ presets
 def preset_names() -> list[str]:
-    """Names of the YAML presets shipped in `sdar_agent/configs/`."""
+    """Names of the YAML presets shipped in `sdar_agent/configs/` (recipes/ holds their bases)."""
     return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
 
 
-def load_config(preset: str = "demo", overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:
-    """A preset (name in `sdar_agent/configs/` or a YAML path) plus `key=value` overrides, validated."""
+def preset_path(preset: str) -> Path:
+    """The YAML file of a preset name (`demo`, `recipes/alfworld_qwen2.5-3b`) or path."""
     path = Path(preset)
+    if path.is_file():
+        return path
+    path = CONFIG_DIR / f"{preset}.yaml"
     if not path.is_file():
-        path = CONFIG_DIR / f"{preset}.yaml"
-        if not path.is_file():
-            raise ConfigError(f"unknown preset {preset!r}: give a YAML file or one of {preset_names()}.")
+        raise ConfigError(f"unknown preset {preset!r}: give a YAML file or one of {preset_names()}.")
+    return path
+
+
+def read_preset(preset: str, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A preset's mapping with its `base:` chain merged in (the extending file wins, key by key)."""
+    path = preset_path(preset).resolve()
+    if path in _seen:
+        chain = " -> ".join(str(p) for p in (*_seen, path))
+        raise ConfigError(f"presets extend each other in a circle: {chain}.")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
         raise ConfigError(f"{path}: not valid YAML ({err}).") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of config keys at the top level.")
+    base = raw.pop("base", None)
+    if base is None:
+        return raw
+    if not isinstance(base, str):
+        raise ConfigError(f"{path}: base={base!r}: expected the name or path of the preset this one extends.")
+    local = path.parent / (base if base.endswith(".yaml") else f"{base}.yaml")
+    return _merge(read_preset(str(local) if local.is_file() else base, (*_seen, path)), raw)
+
+
+def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_config(preset: str = "demo", overrides: Sequence[str] = ()) -> TrainConfig:
+    """A preset (name in `sdar_agent/configs/` or a YAML path) plus `key=value` overrides, validated."""
+    raw = read_preset(preset)
     cfg = TrainConfig()
-    _apply_mapping(cfg, raw, prefix="", source=str(path))
+    _apply_mapping(cfg, raw, prefix="", source=str(preset_path(preset)))
     for item in overrides:
         key, sep, text = item.partition("=")
         if not sep or not key.strip():
@@ -356,3 +380,39 @@ def _coerce(value: Any, hint: Any, key: str, source: str) -> Any:
         return convert(value)
     expected = getattr(hint, "__name__", str(hint))
     raise ConfigError(f"{source}: {key}={value!r} has the wrong type: expected {expected}.")
+
+
+# ------------------------------------------------------------------------------ command line
+@dataclass
+class CommandLine:
+    """What a CLI was given: one preset, `key=value` config overrides, and the CLI's own keys."""
+
+    preset: str
+    overrides: list[str]
+    own: dict[str, str]
+
+
+def parse_command_line(args: Sequence[str], own_keys: Sequence[str] = ()) -> CommandLine:
+    """Split a CLI's arguments: the preset, its own `key=value` arguments, the config overrides.
+
+    The preset is the one word without `=` (default `demo`); `own_keys` are the CLI's own keys
+    (e.g. evaluate's `checkpoint`); every other `key=value` is a config override.
+    """
+    presets = [a for a in args if "=" not in a]
+    flags = [a for a in presets if a.startswith("-")]
+    if flags:
+        raise ConfigError(f"unknown option(s) {flags}: the arguments are a preset and key=value overrides "
+                          "(--help shows them).")
+    if len(presets) > 1:
+        raise ConfigError(f"give at most one preset, got {presets}; overrides are key=value.")
+    own: dict[str, str] = {}
+    overrides: list[str] = []
+    for arg in args:
+        if "=" not in arg:
+            continue
+        key, _, value = arg.partition("=")
+        if key in own_keys:
+            own[key] = value
+        else:
+            overrides.append(arg)
+    return CommandLine(presets[0] if presets else "demo", overrides, own)

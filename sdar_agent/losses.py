@@ -26,14 +26,14 @@ def ppo_clip_loss(
     clip_eps: float = 0.2,
     clip_eps_high: float | None = None,
     n_tokens: float | None = None,
-) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+) -> tuple[torch.Tensor, torch.Tensor]:
     """PPO's clipped surrogate (Schulman et al., 2017), token-mean aggregated.
 
     ratio_t = exp(logp_t - old_logp_t)
     L = token_mean( max(-A_t * ratio_t, -A_t * clip(ratio_t, 1 - eps, 1 + eps_high)) )
 
     `adv` is (B, T) (a sequence advantage broadcast over its tokens) or (B,). Returns the loss and
-    `clipfrac` (share of tokens where the clipped term is the larger) and `ratio_mean`.
+    the (B, T) mask of tokens where the clipped term is the larger (their share is `clipfrac`).
     """
     if adv.dim() == 1:
         adv = adv[:, None].expand_as(logp)  # (B,) -> (B, T)
@@ -42,10 +42,7 @@ def ppo_clip_loss(
     pg_loss1 = -adv * ratio
     pg_loss2 = -adv * torch.clamp(ratio, 1.0 - clip_eps, 1.0 + high)
     pg_loss = token_mean(torch.maximum(pg_loss1, pg_loss2), mask, n_tokens)
-    with torch.no_grad():
-        clipfrac = token_mean((pg_loss2 > pg_loss1).float(), mask)
-        ratio_mean = token_mean(ratio, mask)
-    return pg_loss, {"clipfrac": clipfrac, "ratio_mean": ratio_mean}
+    return pg_loss, (pg_loss2 > pg_loss1).detach()
 
 
 def low_var_kl(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:

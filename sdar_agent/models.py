@@ -32,6 +32,13 @@ EMBEDDED = {  # name -> (package, GGUF file in it, install command)
 TINY = "tiny"
 
 
+def pick_device(cfg: ModelConfig) -> torch.device:
+    """`model.device`, where `auto` is cuda when available, else cpu."""
+    if cfg.device != "auto":
+        return torch.device(cfg.device)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
     """The torch dtype for `model.dtype` on `device` (`auto`: bfloat16 on GPU, float32 on CPU)."""
     if name == "auto":
@@ -153,17 +160,8 @@ def _source(name: str, for_tokenizer: bool = False) -> str:
     return name
 
 
-def trainable_state(model: Any) -> dict[str, torch.Tensor]:
-    """What a checkpoint must keep of the model: the adapter with LoRA, else every weight."""
-    if hasattr(model, "peft_config"):
-        from peft import get_peft_model_state_dict
-
-        return get_peft_model_state_dict(model)
-    return model.state_dict()
-
-
 def load_trainable_state(model: Any, state: dict[str, torch.Tensor]) -> None:
-    """Load what `trainable_state` saved (a LoRA adapter or all weights; tied weights may be absent)."""
+    """Load a checkpoint's model weights: a LoRA adapter or all weights (tied weights may be absent)."""
     if hasattr(model, "peft_config"):
         from peft import set_peft_model_state_dict
 

@@ -42,23 +42,22 @@ def parse_think_action(text: str) -> ParsedAction:
     return ParsedAction(action, True, "")
 
 
-_SEARCH_ANSWER = re.compile(r"<(search|answer)>(.*?)</\1>", re.S | re.I)
-
-
 def parse_search_answer(text: str) -> ParsedAction:
     """Search-R1's answer form: `<think>...</think>` then `<search>q</search>` or `<answer>a</answer>`.
 
-    The env receives the first complete tag, as written (`<search> q </search>`); only the model's
-    own response is parsed, so the prompt's example answer can never count.
+    The env receives the first complete tag (read by the env's own parser,
+    `sdar_envs.searchqa.protocol.parse_action`) in its tag form; only the model's own response is
+    parsed, so the prompt's example answer can never count.
     """
-    match = _SEARCH_ANSWER.search(text)
+    from sdar_envs.searchqa.protocol import parse_action
+
+    found = parse_action(text, brackets=False)
     think = _THINK.search(text)
-    if match is None:
+    if found is None:
         lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
         return ParsedAction(lines[-1][:MAX_FALLBACK_CHARS] if lines else "", False, "no <search> or <answer> block")
-    action = f"<{match.group(1).lower()}> {' '.join(match.group(2).split())} </{match.group(1).lower()}>"
-    if not match.group(2).strip():
-        return ParsedAction(action, False, f"empty <{match.group(1).lower()}> block")
-    if think is None or think.start() > match.start():
-        return ParsedAction(action, False, "no <think>...</think> before the action")
-    return ParsedAction(action, True, "")
+    if not found.argument:
+        return ParsedAction(found.tagged, False, f"empty <{found.kind}> block")
+    if think is None or think.start() > found.start:
+        return ParsedAction(found.tagged, False, "no <think>...</think> before the action")
+    return ParsedAction(found.tagged, True, "")

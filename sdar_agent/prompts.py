@@ -9,10 +9,14 @@ brings both without touching the trainer: `register_template(env_id, template)`.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sdar_agent.parsing import ParsedAction, parse_search_answer, parse_think_action
+
+logger = logging.getLogger(__name__)
 
 THINK_ACTION_INSTRUCTION = (
     "First reason about what to do next inside <think> </think>. Then write exactly one action "
@@ -112,13 +116,45 @@ def template_for(env_id: str, name: str = "auto") -> PromptTemplate:
     return TEMPLATES[name]
 
 
-def chat_ids(tokenizer, user_message: str, prefix: str = "") -> list[int]:
-    """Token ids of a one-message chat, ready for generation.
+PRIVILEGED_PREFIX = "[Privileged Skill Information]\n{skills}\n\n"
 
-    `prefix` is raw text put before the chat-formatted prompt (how the reference SDAR code gives
-    the teacher its skills).
-    """
+
+def chat_ids(tokenizer: Any, user_message: str) -> list[int]:
+    """Token ids of a one-message chat, ready for generation."""
     text = tokenizer.apply_chat_template(
         [{"role": "user", "content": user_message}], tokenize=False, add_generation_prompt=True
     )
-    return tokenizer(prefix + text, add_special_tokens=False)["input_ids"]
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def privileged_prefix_ids(tokenizer: Any, skills: str) -> list[int]:
+    """The reference SDAR code's teacher context: raw text put before the chat-formatted prompt."""
+    return tokenizer(PRIVILEGED_PREFIX.format(skills=skills), add_special_tokens=False)["input_ids"]
+
+
+_warned_truncation = False
+
+
+def turn_prompt_ids(tokenizer: Any, template: PromptTemplate, task: str, observation: str, admissible: Sequence[str],
+                    history: Sequence[tuple[str, str]], step: int, history_length: int, max_tokens: int,
+                    skills: str = "") -> list[int]:
+    """One turn's prompt ids: the last `history_length` turns of `history`, fewer when too long.
+
+    Older history is left out first; a prompt still over `max_tokens` keeps its last tokens (with
+    one warning per process). Rollouts, teachers and SFT all build prompts here.
+    """
+    global _warned_truncation
+    keep = min(history_length, len(history))
+    while True:
+        shown = history[len(history) - keep :] if keep else []
+        ids = chat_ids(tokenizer, template.render(task, observation, admissible, shown, step, skills=skills))
+        if len(ids) <= max_tokens or keep == 0:
+            break
+        keep -= 1
+    if len(ids) > max_tokens:
+        if not _warned_truncation:
+            logger.warning("a prompt of %d tokens exceeds rollout.max_prompt_tokens=%d; keeping its last tokens",
+                           len(ids), max_tokens)
+            _warned_truncation = True
+        ids = ids[-max_tokens:]
+    return ids

@@ -7,8 +7,12 @@ from __future__ import annotations
 
 import json
 import math
+from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 METRICS = {
     "episode/success_rate": "share of training episodes won",
@@ -45,7 +49,33 @@ METRICS = {
     "val/success_rate/<task_type>": "the same per task type",
     "val/success_rate_no_skills": "Skill-GRPO only: validation without skills in the prompt",
     "val/score": "mean final task score of validation episodes",
+    "val/length": "mean turns per validation episode",
+    "val/valid_action_ratio": "share of validation turns whose response followed the answer format",
+    "val/admissible_action_ratio": "share of validation turns the env accepted",
 }
+
+
+def episode_summary(episodes: Sequence[Any]) -> dict[str, float]:
+    """Success (overall and per task type), score, length and action validity of finished episodes.
+
+    `episodes` are `rollout.Episode`s; training logs this under `episode/`, validation under `val/`,
+    and `python -m sdar_agent.evaluate` prints it.
+    """
+    if not episodes:
+        return {}
+    turns = max(sum(e.length for e in episodes), 1)
+    summary = {
+        "success_rate": float(np.mean([e.won for e in episodes])),
+        "score": float(np.mean([e.score for e in episodes])),
+        "length": float(np.mean([e.length for e in episodes])),
+        "valid_action_ratio": sum(e.valid_turns for e in episodes) / turns,
+        "admissible_action_ratio": sum(e.admissible_turns for e in episodes) / turns,
+    }
+    by_type: dict[str, list[bool]] = defaultdict(list)
+    for e in episodes:
+        by_type[e.task_type].append(e.won)
+    summary.update({f"success_rate/{t}": float(np.mean(v)) for t, v in sorted(by_type.items())})
+    return summary
 PLOTTED = ["episode/success_rate", "episode/return", "episode/valid_action_ratio", "actor/pg_loss",
            "actor/kl", "actor/entropy", "val/success_rate", "sdar/gate_mean", "sdar/gate_active_ratio",
            "sdar/teacher_gap_mean", "sdar/loss"]

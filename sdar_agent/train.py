@@ -15,15 +15,7 @@ from __future__ import annotations
 import logging
 import sys
 
-from sdar_agent.config import ConfigError, load_config
-
-
-def split_args(args: list[str]) -> tuple[str, list[str]]:
-    """(preset, overrides) from command-line arguments."""
-    presets = [a for a in args if "=" not in a]
-    if len(presets) > 1:
-        raise ConfigError(f"give at most one preset, got {presets}; overrides are key=value.")
-    return (presets[0] if presets else "demo"), [a for a in args if "=" in a]
+from sdar_agent.config import ConfigError, load_config, parse_command_line
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,8 +26,8 @@ def main(argv: list[str] | None = None) -> int:
         print(__doc__)
         return 0
     try:
-        preset, overrides = split_args(args)
-        cfg = load_config(preset, overrides)
+        command = parse_command_line(args)
+        cfg = load_config(command.preset, command.overrides)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -1,12 +1,15 @@
-"""The training loop: rollouts, group-relative advantages, PPO-clip updates, checkpoints.
+"""The training loop: rollouts, scores, group-relative advantages, the objective's terms, updates.
 
 One step reads like the algorithm:
-    1. sample `tasks_per_step` tasks; play `group_size` rollouts of each (split across processes);
-    2. score every turn sample with its trajectory's return (minus the invalid-action penalty) and
-       normalise within its group (`advantages.grpo_advantages`);
-    3. for each mini-batch: forward the micro-batches, PPO-clip loss (+ KL to the reference),
+    1. sample `tasks_per_step` tasks; play `group_size` rollouts of each (split across processes)
+       (`rollout.collect`);
+    2. score every turn with its trajectory's return minus its invalid-action penalty and normalise
+       within its group (`advantages.turn_scores`, `advantages.grpo_advantages`);
+    3. compute what the algorithm's terms need before any update (teacher log-probs with the
+       skills in the prompt; old log-probs when the policy moves between mini-batches);
+    4. for each mini-batch: forward the micro-batches, sum the terms (`objective.total_loss`),
        backward with gradient accumulation, clip the gradient norm, AdamW step;
-    4. log metrics, validate every `val_every` steps, checkpoint every `save_every` steps.
+    5. log metrics, validate every `val_every` steps, checkpoint every `save_every` steps.
 
 Runs on one CPU, one GPU, or many processes through `accelerate launch` (rollouts split across
 processes, gradients averaged by DDP).
@@ -29,26 +32,18 @@ import numpy as np
 import torch
 import yaml
 
-from sdar_agent.advantages import grpo_advantages
-from sdar_agent.algorithms import ALGORITHMS
+from sdar_agent.advantages import grpo_advantages, trajectory_returns, turn_rewards, turn_scores
 from sdar_agent.config import ConfigError, TrainConfig
-from sdar_agent.distill import (
-    GATES,
-    divergence_loss,
-    rlsd_advantages,
-    rlsd_lambda_at,
-    sdar_loss,
-    skill_sd_loss,
-    token_divergence_chunked,
-)
+from sdar_agent.evaluate import evaluate_policy
+from sdar_agent.generation import HFGenerator, Sampling
 from sdar_agent.logprobs import output_head, pack, response_logprobs
-from sdar_agent.losses import kl_loss, ppo_clip_loss, token_mean
-from sdar_agent.models import load_policy, load_reference, load_tokenizer
+from sdar_agent.models import load_policy, load_reference, load_tokenizer, pick_device
+from sdar_agent.objective import ALGORITHMS, MicroBatch, objective_terms, total_loss
 from sdar_agent.prompts import template_for
-from sdar_agent.rollout import HFGenerator, RolloutBatch, Sample, Sampling, collect
-from sdar_agent.skills import SkillContext, SkillUse
-from sdar_agent.tracking import Tracker
+from sdar_agent.rollout import RolloutBatch, Sample, SkillUse, collect
+from sdar_agent.tracking import Tracker, episode_summary
 from sdar_agent.workers import EnvPool
+from skillbank import SkillSelector
 
 logger = logging.getLogger(__name__)
 CHECKPOINTS = "checkpoints"
@@ -77,14 +72,13 @@ class _LoopState:
 
 
 class Trainer:
-    """Owns the model, optimizer, env pools and skill bank of one run; `train()` runs it."""
+    """Owns the model, optimizer, env pools and skill selector of one run; `train()` runs it."""
 
     def __init__(self, cfg: TrainConfig) -> None:
         from accelerate import Accelerator
 
         self.cfg = cfg
-        use_cpu = cfg.model.device == "cpu" or not torch.cuda.is_available()
-        self.acc = Accelerator(cpu=use_cpu)
+        self.acc = Accelerator(cpu=pick_device(cfg.model).type == "cpu")
         world = self.acc.num_processes
         if cfg.rollout.tasks_per_step % world:
             raise ConfigError(f"rollout.tasks_per_step={cfg.rollout.tasks_per_step} must be a multiple of the "
@@ -96,7 +90,9 @@ class Trainer:
             (self.run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
             logger.info("resolved config:\n%s", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
 
-        self.spec = ALGORITHMS[cfg.algo.name]
+        self.algorithm = ALGORITHMS[cfg.algo.name]
+        self.terms = objective_terms(self.algorithm, cfg.algo)
+        self.needs = self.algorithm.needs(cfg.algo)
         self.template = template_for(cfg.env.id, cfg.rollout.template)
         self.tokenizer = load_tokenizer(cfg.model)
         model, _ = load_policy(cfg.model, self.acc.device, self.tokenizer)
@@ -104,42 +100,34 @@ class Trainer:
         optimizer = torch.optim.AdamW(self.params, lr=cfg.algo.lr, weight_decay=cfg.algo.weight_decay)
         self.model, self.optimizer = self.acc.prepare(model, optimizer)
         self.ref = None
-        if cfg.algo.kl_coef > 0 and cfg.model.lora_rank == 0:
+        if "reference" in self.needs and cfg.model.lora_rank == 0:
             self.ref = load_reference(cfg.model, self.acc.device, self.tokenizer)
         self.generator = HFGenerator(self.acc.unwrap_model(self.model), self.tokenizer,
                                      cfg.rollout.generation_batch_size)
 
         self.tasks_per_rank = cfg.rollout.tasks_per_step // world
-        self.pool = self._pool(cfg.env.split, self.tasks_per_rank * cfg.rollout.group_size)
+        self.pool = EnvPool.from_config(cfg.env, cfg.env.split, self.tasks_per_rank * cfg.rollout.group_size)
         self.task_ids = list(self.pool.call("task_ids"))
         self._val_pool: EnvPool | None = None
         self.state = _LoopState(cfg.seed)
         self.acc.register_for_checkpointing(self.state)
-        self.skills: SkillContext | None = None
-        if self.spec.needs_skills:
-            self.skills = SkillContext(cfg.skills, self.pool.call("skill_bank"), self.tokenizer, cfg.seed)
+        self.skills: SkillSelector | None = None
+        if self.algorithm.uses_skills(cfg.algo):
+            s = cfg.skills
+            self.skills = SkillSelector(s.bank or self.pool.call("skill_bank"), s.strategy, s.k or None,
+                                        s.budget_tokens, self._count_tokens, cfg.seed, s.ucb_c)
             self.acc.register_for_checkpointing(self.skills)
         self._stop = False
         if cfg.resume:
             self.resume(cfg.resume)
 
-    # ------------------------------------------------------------------ setup helpers
-    def _pool(self, split: str, n: int) -> EnvPool:
-        env = self.cfg.env
-        return EnvPool(env.id, {**env.kwargs, "split": split}, n, env.max_turns,
-                       use_workers=env.num_workers != 0, timeout_s=env.step_timeout_s)
+    def _count_tokens(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
-    def _skill_use(self) -> SkillUse | None:
-        """How this algorithm's rollouts use skills (None when it uses none)."""
-        if self.skills is None:
+    def _skill_use(self, in_student: bool, for_teacher: bool) -> SkillUse | None:
+        if self.skills is None or not (in_student or for_teacher):
             return None
-        return SkillUse(self.skills, in_student=self.spec.skills_in_student, for_teacher=self.spec.teacher,
-                        placement=self.cfg.skills.placement)
-
-    def _sampling(self, temperature: float | None = None) -> Sampling:
-        r = self.cfg.rollout
-        t = r.temperature if temperature is None else temperature
-        return Sampling(r.max_response_tokens, temperature=max(t, 1e-5), top_p=r.top_p, top_k=r.top_k, greedy=t == 0)
+        return SkillUse(self.skills, in_student, for_teacher, self.cfg.skills.placement)
 
     # ------------------------------------------------------------------ the loop
     def train(self) -> dict[str, float]:
@@ -173,7 +161,8 @@ class Trainer:
             signal.signal(signal.SIGINT, previous)
             if progress is not None:
                 progress.close()
-            self.tracker.plot()
+            if cfg.log.plot:
+                self.tracker.plot()
         return last
 
     def _request_stop(self, signum, frame) -> None:
@@ -191,28 +180,29 @@ class Trainer:
         start = time.perf_counter()
         batch = collect(
             self.generator, self.tokenizer, self.pool, self.template, [self.task_ids[i] for i in mine],
-            cfg.rollout.group_size, self._sampling(),
+            cfg.rollout.group_size, Sampling.from_config(cfg.rollout),
             max_turns=cfg.env.max_turns, history_length=cfg.rollout.history_length,
-            max_prompt_tokens=cfg.rollout.max_prompt_tokens, win_reward=cfg.rollout.win_reward,
-            invalid_penalty=cfg.rollout.invalid_action_penalty, reward=cfg.rollout.reward,
+            max_prompt_tokens=cfg.rollout.max_prompt_tokens,
             traj_offset=rank * self.pool.n, group_offset=rank * self.tasks_per_rank,
-            skills=self._skill_use(),
+            skills=self._skill_use(self.algorithm.skills_in_student, "teacher" in self.needs),
         )
         rollout_s = time.perf_counter() - start
         if self.skills is not None:  # every process applies every episode's feedback: one shared UCB state
             from accelerate.utils import gather_object
 
-            self.skills.feedback(gather_object([(list(e.skill_ids), e.ret, e.skill_type) for e in batch.episodes]))
+            for shown, score in gather_object([(e.skills, e.score) for e in batch.episodes if e.skills is not None]):
+                self.skills.feedback(shown, score)
+        rewards, scores = self._scores(batch.samples)
         start = time.perf_counter()
-        update = self.update(batch.samples)
+        update = self.update(batch.samples, scores)
         update_s = time.perf_counter() - start
         self.state.step += 1
-        metrics = {**self._episode_metrics(batch), **update}
+        train_tokens = update.pop("_train_tokens", 0.0)
+        metrics = {**self._episode_metrics(batch, rewards), **update}
         metrics.update({"perf/rollout_s": rollout_s, "perf/update_s": update_s,
                         "perf/generation_s": batch.generation_s, "perf/env_s": batch.env_s,
                         "perf/generation_tokens_per_s": batch.generated_tokens / max(batch.generation_s, 1e-9),
-                        "perf/train_tokens_per_s": update.get("_train_tokens", 0.0) / max(update_s, 1e-9)})
-        metrics.pop("_train_tokens", None)
+                        "perf/train_tokens_per_s": train_tokens / max(update_s, 1e-9)})
         metrics = self._average_across_processes(metrics)
         step = self.state.step
         if cfg.val_every and (step % cfg.val_every == 0 or step == cfg.steps):
@@ -220,23 +210,33 @@ class Trainer:
         self.tracker.log(step, metrics)
         return metrics
 
+    def _scores(self, samples: list[Sample]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each sample's training reward r_t and score (its trajectory's return minus its penalty)."""
+        r = self.cfg.rollout
+        trajs = torch.tensor([s.traj for s in samples], dtype=torch.long)
+        rewards = turn_rewards(torch.tensor([s.env_reward for s in samples], dtype=torch.float64),
+                               torch.tensor([s.won for s in samples]), win_reward=r.win_reward, reward=r.reward)
+        scores = turn_scores(rewards, torch.tensor([s.valid for s in samples]), trajs,
+                             invalid_penalty=r.invalid_action_penalty)
+        return rewards, scores
+
     # ------------------------------------------------------------------ the update
-    def update(self, samples: list[Sample]) -> dict[str, float]:
+    def update(self, samples: list[Sample], scores: torch.Tensor) -> dict[str, float]:
+        """Optimizer steps on one rollout batch; returns the update's metrics."""
         cfg = self.cfg
-        samples = [s for s in samples if s.response_ids]
+        kept = [i for i, s in enumerate(samples) if s.response_ids]
+        samples = [samples[i] for i in kept]
+        adv = torch.zeros(0)
         if samples:
-            adv = grpo_advantages(
-                torch.tensor([s.score for s in samples]), torch.tensor([s.group for s in samples]),
-                torch.tensor([s.traj for s in samples]), mode=cfg.algo.advantage_norm, norm_by_std=cfg.algo.norm_by_std,
-            )
-        else:
-            adv = torch.zeros(0)
+            adv = grpo_advantages(scores[kept], torch.tensor([s.group for s in samples]),
+                                  torch.tensor([s.traj for s in samples]), mode=cfg.algo.advantage_norm,
+                                  norm_by_std=cfg.algo.norm_by_std)
         single_update = cfg.algo.mini_batches == 1 and cfg.algo.epochs == 1
         # Before any update: old log-probs (when the policy will move between mini-batches) and the
         # teacher's view (the pre-update policy with skills in its prompt), each one batched pass.
-        old_logp = None if single_update else self._forward_no_grad(samples)[0]
+        old_logp = None if single_update else self._score_responses(samples, teacher=False)[0]
         start = time.perf_counter()
-        teacher = self._forward_no_grad(samples, teacher=True) if self.spec.teacher else None
+        teacher = self._score_responses(samples, teacher=True) if "teacher" in self.needs else None
         teacher_s = time.perf_counter() - start
         sums: dict[str, float] = defaultdict(float)
         order = torch.arange(len(samples))
@@ -244,14 +244,15 @@ class Trainer:
         train_tokens = 0
         for _ in range(cfg.algo.epochs):
             for mini in minis:
-                stats, tokens = self._update_minibatch(samples, mini, adv, old_logp, teacher)
+                stats, tokens = self._optimizer_step(samples, mini, adv, old_logp, teacher)
                 train_tokens += tokens
                 for key, value in stats.items():
                     sums[key] += value / (cfg.algo.epochs * len(minis))
         return {**sums, "actor/lr": cfg.algo.lr, "rollout/samples": float(len(samples)),
                 "perf/teacher_s": teacher_s, "_train_tokens": train_tokens}
 
-    def _update_minibatch(self, samples, mini, adv, old_logp, teacher) -> tuple[dict[str, float], int]:
+    def _optimizer_step(self, samples, mini, adv, old_logp, teacher) -> tuple[dict[str, float], int]:
+        """One mini-batch: micro-batches with gradient accumulation, then one clipped AdamW step."""
         cfg, acc = self.cfg, self.acc
         micro = cfg.algo.micro_batch_size
         chunks = [mini[k : k + micro] for k in range(0, len(mini), micro)]
@@ -261,84 +262,44 @@ class Trainer:
         stats: dict[str, float] = defaultdict(float)
         tokens_seen = 0
         for k in range(n_chunks):
-            idx = chunks[k] if k < len(chunks) else (chunks[0] if chunks else [])
-            weight = 1.0 if k < len(chunks) else 0.0  # padding passes contribute no gradient
             ctx = acc.no_sync(self.model) if k < n_chunks - 1 else contextlib.nullcontext()
             with ctx:
-                if not idx:  # this process has no samples at all: a zero-gradient pass
+                if k >= len(chunks):  # this process has run out: a zero-gradient pass keeps DDP in step
                     acc.backward(sum(p.sum() for p in self.params) * 0.0)
                     continue
-                loss, parts, share, tokens = self._micro_loss(samples, idx, adv, old_logp, teacher, n_tokens)
-                acc.backward(loss * weight)
-            if weight:
-                tokens_seen += tokens
-                for key, value in parts.items():  # token-weighted over the mini-batch
-                    stats[key] += value if key.endswith("loss") or key == "actor/kl" else value * share
+                mb, tokens = self._micro_batch(samples, chunks[k], adv, old_logp, teacher, n_tokens)
+                loss, metrics = total_loss(self.terms, mb, cfg.algo)
+                acc.backward(loss)
+            tokens_seen += tokens
+            for key, value in metrics.items():
+                stats[key] += float(value)
         grad_norm = acc.clip_grad_norm_(self.params, cfg.algo.max_grad_norm)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
+        self.generator.sync_weights()
         stats["actor/grad_norm"] = float(grad_norm)
         return dict(stats), tokens_seen
 
-    def _micro_loss(self, samples, idx, adv, old_logp, teacher, n_tokens):
-        """The algorithm's loss on one micro-batch, its logged parts, its token share, its tokens."""
-        cfg, acc, spec = self.cfg, self.acc, self.spec
+    def _micro_batch(self, samples, idx, adv, old_logp, teacher, n_tokens) -> tuple[MicroBatch, int]:
+        """The named record the objective's terms read, from one forward of the policy."""
+        device = self.acc.device
         batch = pack([samples[i].prompt_ids for i in idx], [samples[i].response_ids for i in idx],
                      self.tokenizer.pad_token_id)
-        mask = batch["response_mask"].to(acc.device)
-        full_vocab = spec.distill == "gated" and cfg.algo.divergence != "reverse_kl"
-        outputs = response_logprobs(self.model, batch, with_entropy=True, with_hidden=full_vocab)
-        logp, entropy = outputs[0], outputs[1]
-        old = logp.detach() if old_logp is None else _stack(old_logp, idx, mask).to(acc.device)
-        t_logp = _stack(teacher[0], idx, mask).to(acc.device) if teacher is not None else None
-        parts: dict[str, float] = {}
-        loss = torch.zeros((), device=acc.device)
-        if spec.rl:
-            token_adv = adv[idx].to(acc.device)
-            if spec.rlsd:
-                lam = rlsd_lambda_at(self.state.step, cfg.algo.rlsd_lambda, cfg.algo.rlsd_decay_steps)
-                token_adv = rlsd_advantages(token_adv, logp.detach(), t_logp, lam=lam, clip=cfg.algo.rlsd_clip)
-                parts["rlsd/lambda"] = lam
-            pg_loss, pg_stats = ppo_clip_loss(logp, old, token_adv, mask, clip_eps=cfg.algo.clip_eps,
-                                              clip_eps_high=cfg.algo.clip_eps_high, n_tokens=n_tokens)
-            loss = loss + pg_loss
-            parts["actor/pg_loss"] = float(pg_loss.detach())
-            parts["actor/clipfrac"] = float(pg_stats["clipfrac"])
-        if spec.distill == "gated":
-            d_loss, d_parts = self._gated_distillation(logp, t_logp, entropy, mask, n_tokens, outputs, teacher, idx)
-            loss = loss + (cfg.algo.sdar_lambda if spec.rl else 1.0) * d_loss
-            parts.update(d_parts)
-        elif spec.distill == "skill_sd":
-            sd_loss = skill_sd_loss(logp, t_logp, old, mask, clip=cfg.algo.skill_sd_clip, n_tokens=n_tokens)
-            loss = loss + cfg.algo.skill_sd_lambda * sd_loss
-            parts["skill_sd/loss"] = float(sd_loss.detach())
-        if cfg.algo.kl_coef > 0:
-            kl = kl_loss(logp, self._reference_logp(batch), mask, n_tokens)
-            loss = loss + cfg.algo.kl_coef * kl
-            parts["actor/kl"] = float(kl.detach())
-        parts["actor/entropy"] = float(token_mean(entropy, mask))
-        share = float(mask.sum()) / max(n_tokens, 1)
-        return loss, parts, share, int(batch["attention_mask"].sum())
-
-    def _gated_distillation(self, logp, t_logp, entropy, mask, n_tokens, outputs, teacher, idx):
-        """SDAR's term (and OPSD / GRPO+OPSD / the gate and divergence ablations) with its metrics."""
-        cfg, spec = self.cfg, self.spec
-        delta = (t_logp - logp).detach()
-        beta = spec.fixed_beta if spec.fixed_beta is not None else cfg.algo.sdar_beta
-        gate = torch.ones_like(delta) if spec.ungated else GATES[cfg.algo.gate](delta, entropy, beta)
-        if cfg.algo.divergence == "reverse_kl":
-            d_loss = sdar_loss(logp, t_logp, gate, mask, n_tokens)
-        else:
-            t_hidden = _stack_hidden(teacher[1], idx, mask).to(logp.device)
-            divergence = token_divergence_chunked(outputs[2], t_hidden, output_head(self.model),
-                                                  cfg.algo.divergence, cfg.algo.divergence_chunk)
-            d_loss = divergence_loss(divergence, gate, mask, n_tokens)
-        return d_loss, {
-            "sdar/loss": float(d_loss.detach()),
-            "sdar/gate_mean": float(token_mean(gate, mask)),
-            "sdar/gate_active_ratio": float(token_mean((gate > 0.5).float(), mask)),
-            "sdar/teacher_gap_mean": float(token_mean(delta, mask)),
-        }
+        mask = batch["response_mask"].to(device)
+        full_logits = "full_logits" in self.needs
+        out = response_logprobs(self.model, batch, with_entropy=True, with_hidden=full_logits)
+        logp, entropy = out[0], out[1]
+        mb = MicroBatch(
+            logp=logp, old_logp=logp.detach() if old_logp is None else _stack(old_logp, idx, mask).to(device),
+            adv=adv[idx].to(device), mask=mask, n_tokens=n_tokens, entropy=entropy, step=self.state.step)
+        if teacher is not None:
+            mb.teacher_logp = _stack(teacher[0], idx, mask).to(device)
+        if full_logits:
+            mb.hidden, mb.head = out[2], output_head(self.model)
+            mb.teacher_hidden = _stack_hidden(teacher[1], idx, mask).to(device)
+        if "reference" in self.needs:
+            mb.ref_logp = self._reference_logp(batch)
+        return mb, int(batch["attention_mask"].sum())
 
     @torch.no_grad()
     def _reference_logp(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -349,12 +310,12 @@ class Trainer:
             return response_logprobs(model, batch)
 
     @torch.no_grad()
-    def _forward_no_grad(self, samples: list[Sample], teacher: bool = False):
+    def _score_responses(self, samples: list[Sample], teacher: bool) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
         """Per-sample response log-probs (and hidden states for the full-vocabulary ablations), no gradient.
 
-        With `teacher`, on the teacher's prompts (skills included); always with pre-update weights.
+        With `teacher`, on the teacher's prompts (skills included); always with the current weights.
         """
-        want_hidden = teacher and self.spec.distill == "gated" and self.cfg.algo.divergence != "reverse_kl"
+        want_hidden = teacher and "full_logits" in self.needs
         logps, hiddens = [], []
         micro = self.cfg.algo.micro_batch_size
         for k in range(0, len(samples), micro):
@@ -371,38 +332,27 @@ class Trainer:
         return logps, hiddens
 
     # ------------------------------------------------------------------ metrics
-    def _episode_metrics(self, batch: RolloutBatch) -> dict[str, float]:
+    def _episode_metrics(self, batch: RolloutBatch, rewards: torch.Tensor) -> dict[str, float]:
         from accelerate.utils import gather_object
 
-        episodes = gather_object([(e.task_type, e.won, e.ret, e.length, e.valid_turns, e.admissible_turns, e.score)
-                                  for e in batch.episodes])
-        dropped = sum(gather_object([batch.dropped]))
-        metrics: dict[str, float] = {"episode/dropped": float(dropped)}
-        if episodes:
-            turns = sum(e[3] for e in episodes)
-            metrics.update({
-                "episode/success_rate": float(np.mean([e[1] for e in episodes])),
-                "episode/return": float(np.mean([e[2] for e in episodes])),
-                "episode/score": float(np.mean([e[6] for e in episodes])),
-                "episode/length": float(np.mean([e[3] for e in episodes])),
-                "episode/valid_action_ratio": sum(e[4] for e in episodes) / max(turns, 1),
-                "episode/admissible_action_ratio": sum(e[5] for e in episodes) / max(turns, 1),
-            })
-            by_type = defaultdict(list)
-            for e in episodes:
-                by_type[e[0]].append(e[1])
-            metrics.update({f"episode/success_rate/{t}": float(np.mean(v)) for t, v in sorted(by_type.items())})
-        samples = batch.samples
-        if samples:
-            metrics["rollout/response_tokens"] = float(np.mean([len(s.response_ids) for s in samples]))
-            metrics["rollout/prompt_tokens"] = float(np.mean([len(s.prompt_ids) for s in samples]))
+        trajs = torch.tensor([s.traj for s in batch.samples], dtype=torch.long)
+        returns = dict(zip(trajs.tolist(), trajectory_returns(rewards, trajs).tolist(), strict=True))
+        episodes = gather_object(batch.episodes)
+        episode_returns = gather_object([returns[e.traj] for e in batch.episodes])
+        metrics: dict[str, float] = {"episode/dropped": float(sum(gather_object([batch.dropped])))}
+        metrics.update({f"episode/{k}": v for k, v in episode_summary(episodes).items()})
+        if episode_returns:
+            metrics["episode/return"] = float(np.mean(episode_returns))
+        if batch.samples:
+            metrics["rollout/response_tokens"] = float(np.mean([len(s.response_ids) for s in batch.samples]))
+            metrics["rollout/prompt_tokens"] = float(np.mean([len(s.prompt_ids) for s in batch.samples]))
         return metrics
 
     def _average_across_processes(self, metrics: dict[str, float]) -> dict[str, float]:
         """Per-process update, loss and perf figures averaged over processes (episode figures are global)."""
         if self.acc.num_processes == 1:
             return metrics
-        per_process = ("actor/", "perf/", "rollout/", "sdar/", "skill_sd/", "rlsd/")
+        per_process = ("actor/", "perf/", "rollout/", "sdar/", "skill_sd/", "rlsd/", "sft/")
         keys = sorted(k for k in metrics if k.startswith(per_process))
         values = torch.tensor([metrics[k] for k in keys], dtype=torch.float64, device=self.acc.device)
         mean = self.acc.reduce(values, reduction="mean")
@@ -410,23 +360,21 @@ class Trainer:
 
     # ------------------------------------------------------------------ validation
     def validate(self) -> dict[str, float]:
-        from sdar_agent.evaluate import evaluate_policy
-
         cfg, acc = self.cfg, self.acc
         if self._val_pool is None:
             per_rank = math.ceil(cfg.val_tasks / acc.num_processes)
-            self._val_pool = self._pool(cfg.env.val_split, per_rank)
-        def run(skills: SkillUse | None) -> dict[str, Any]:
-            return evaluate_policy(self.generator, self.tokenizer, self._val_pool, self.template, cfg,
-                                   self._sampling(cfg.val_temperature), rank=acc.process_index,
-                                   world=acc.num_processes, skills=skills)
+            self._val_pool = EnvPool.from_config(cfg.env, cfg.env.val_split, per_rank)
 
-        student_skills = self.spec.skills_in_student
-        result = run(SkillUse(self.skills, True, False, cfg.skills.placement) if student_skills else None)
-        metrics = {f"val/{k}": v for k, v in result["success_rate"].items()} | {"val/success_rate": result["overall"],
-                                                                                 "val/score": result["mean_score"]}
+        def run(skills: SkillUse | None) -> dict[str, float]:
+            episodes = evaluate_policy(self.generator, self.tokenizer, self._val_pool, self.template, cfg,
+                                       Sampling.from_config(cfg.rollout, cfg.val_temperature),
+                                       rank=acc.process_index, world=acc.num_processes, skills=skills)
+            return episode_summary(episodes)
+
+        student_skills = self.algorithm.skills_in_student
+        metrics = {f"val/{k}": v for k, v in run(self._skill_use(student_skills, False)).items()}
         if student_skills:  # Skill-GRPO is evaluated with and without its skills
-            metrics["val/success_rate_no_skills"] = run(None)["overall"]
+            metrics["val/success_rate_no_skills"] = run(None).get("success_rate", 0.0)
         return metrics
 
     # ------------------------------------------------------------------ checkpoints

@@ -17,6 +17,8 @@ from typing import Any
 
 import gymnasium as gym
 
+from sdar_agent.config import EnvConfig
+
 logger = logging.getLogger(__name__)
 
 
@@ -100,6 +102,12 @@ class EnvPool:
             self.slots = [_Slot(ctx, env_id, self.kwargs, max_turns) for _ in range(n)]
         else:
             self.envs = [make_env(env_id, self.kwargs, max_turns) for _ in range(n)]
+
+    @classmethod
+    def from_config(cls, env: EnvConfig, split: str, n: int) -> EnvPool:
+        """`n` envs of the config's env on `split` (the config's kwargs, turn limit, workers, timeout)."""
+        return cls(env.id, {**env.kwargs, "split": split}, n, env.max_turns, use_workers=env.num_workers != 0,
+                   timeout_s=env.step_timeout_s)
 
     def call(self, attribute: str) -> Any:
         """An attribute of slot 0's env (e.g. `task_ids`)."""

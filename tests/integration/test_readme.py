@@ -1,4 +1,8 @@
-"""The README's Python blocks run as written (on a small generated set via $ALFWORLD_DATA)."""
+"""The README's Python blocks run as written and print what their comments say (on a small generated set).
+
+A `print(...)` line whose comment does not start with "e.g." states its output: the comment up to
+", and" / " and " (the rest describes what varies), with "..." standing for any text.
+"""
 
 from __future__ import annotations
 
@@ -9,16 +13,63 @@ import pytest
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
+_PRINT = re.compile(r"^\s*print\(.*\)\s*#\s*(?P<comment>.*)$")
+
+
+def stated_outputs(block: str) -> list[str | None]:
+    """For each print line of the block, in order, the output its comment states (None: not stated)."""
+    stated = []
+    for line in block.splitlines():
+        if not line.lstrip().startswith("print("):
+            continue
+        match = _PRINT.match(line)
+        comment = match.group("comment").strip() if match else ""
+        if not comment or comment.startswith("e.g."):
+            stated.append(None)
+            continue
+        stated.append(re.split(r",? and ", comment, maxsplit=1)[0].strip().strip("'\""))
+    return stated
+
+
+def matches(printed: str, stated: str) -> bool:
+    """`printed` starts with the stated text, its "..." standing for any text."""
+    pieces = stated.split("...")
+    if not printed.startswith(pieces[0].rstrip()):
+        return False
+    at = len(pieces[0].rstrip())
+    for piece in pieces[1:]:
+        found = printed.find(piece.strip(), at)
+        if found < 0:
+            return False
+        at = found + len(piece.strip())
+    return True
 
 
 def test_readme_has_python_examples():
     assert len(BLOCKS) >= 2
+    assert sum(s is not None for b in BLOCKS for s in stated_outputs(b)) >= 4  # results the README promises
+
+
+def test_the_checker_can_fail():
+    assert matches("True 7", "True") and not matches("False 7", "True")
+    assert matches('<information>Doc 1(Title: "Ab") text', '<information>Doc 1(Title: "...") ...')
+    assert not matches("<info>", '<information>Doc 1(Title: "...") ...')
+    assert stated_outputs('print(x)  # 1.0 True, and the category\nprint(y)  # e.g. 3') == ["1.0 True", None]
 
 
 @pytest.mark.parametrize("index", range(len(BLOCKS)))
-def test_readme_block_runs(index, alfworld_games, monkeypatch):
+def test_readme_block_prints_what_it_says(index, alfworld_games, monkeypatch):
     monkeypatch.setenv("ALFWORLD_DATA", str(alfworld_games))
-    exec(compile(BLOCKS[index], f"README.md[python block {index}]", "exec"), {})
+    printed: list[str] = []
+
+    def record(*args, sep=" ", **kwargs):
+        printed.append(sep.join(str(a) for a in args))
+
+    exec(compile(BLOCKS[index], f"README.md[python block {index}]", "exec"), {"print": record})
+    stated = stated_outputs(BLOCKS[index])
+    assert len(printed) == len(stated), "a README example prints in a loop: state its output another way"
+    for got, want in zip(printed, stated, strict=True):
+        assert want is None or matches(got, want), f"README says {want!r}, the code printed {got[:200]!r}"
 
 
 def test_ci_runs_the_readme_test_command():

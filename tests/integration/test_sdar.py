@@ -5,17 +5,20 @@ from __future__ import annotations
 import math
 
 import pytest
-import torch
 
 pytest.importorskip("transformers", reason="the trainer needs transformers (pip install 'sdar[train]')")
+import torch  # noqa: E402
 
-from sdar_agent.config import ModelConfig, SkillsConfig  # noqa: E402
+from sdar_agent.config import ModelConfig  # noqa: E402
+from sdar_agent.generation import HFGenerator, Sampling  # noqa: E402
 from sdar_agent.models import load_policy, load_tokenizer  # noqa: E402
 from sdar_agent.prompts import template_for  # noqa: E402
-from sdar_agent.rollout import HFGenerator, Sampling, collect  # noqa: E402
-from sdar_agent.skills import SkillContext, SkillUse  # noqa: E402
+from sdar_agent.rollout import SkillUse, collect  # noqa: E402
 from sdar_agent.workers import EnvPool  # noqa: E402
-from tests.integration.test_trainer import run_train  # noqa: E402
+from skillbank import SkillSelector  # noqa: E402
+from tests.helpers import run_train  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("lenient_template")
 
 
 @pytest.fixture(scope="module")
@@ -28,13 +31,14 @@ def tiny():
 
 def rollout(tiny, games, *, in_student, for_teacher, placement="user_message"):
     model, tokenizer = tiny
-    context = SkillContext(SkillsConfig(strategy="keyword"), "alfworld", tokenizer, seed=0)
+    selector = SkillSelector("alfworld", "keyword", budget=512,
+                             measure=lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"]))
     pool = EnvPool("sdar/ALFWorld-v0", {"data_dir": str(games)}, 2, max_turns=2, use_workers=False)
     try:
         tasks = list(pool.call("task_ids"))[:2]
         return collect(HFGenerator(model, tokenizer, 4), tokenizer, pool, template_for("sdar/ALFWorld-v0"), tasks, 1,
-                       Sampling(6), max_turns=2, history_length=1, max_prompt_tokens=2048, win_reward=10.0,
-                       invalid_penalty=0.1, skills=SkillUse(context, in_student, for_teacher, placement))
+                       Sampling(6), max_turns=2, history_length=1, max_prompt_tokens=2048,
+                       skills=SkillUse(selector, in_student, for_teacher, placement))
     finally:
         pool.close()
 
@@ -48,7 +52,7 @@ def test_teacher_prompt_has_the_skills_and_the_student_prompt_does_not(tiny, alf
         assert "Choose from the listed actions" in teacher and "Choose from the listed actions" not in student
         assert "Skills that may help" in teacher
         assert teacher.endswith(student[-200:])  # the same turn, the same ending (generation prompt)
-    assert all(e.skill_ids and e.skill_type == e.task_type for e in batch.episodes)  # explicit task type
+    assert all(e.skills.ids and e.skills.task_type == e.task_type for e in batch.episodes)  # explicit task type
 
 
 def test_prefix_placement_follows_the_reference_code(tiny, alfworld_games):

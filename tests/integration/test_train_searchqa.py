@@ -7,21 +7,7 @@ import pytest
 pytest.importorskip("transformers", reason="the trainer needs transformers (pip install 'sdar[train]')")
 pytest.importorskip("pyserini", reason="Search-QA's extras are not installed (pip install 'sdar[searchqa]')")
 
-from sdar_agent.prompts import template_for  # noqa: E402
-from tests.integration.test_trainer import run_preset  # noqa: E402
-
-
-def test_searchqa_template_and_parser():
-    template = template_for("sdar_envs:sdar/SearchQA-v0")
-    assert template.name == "searchqa"
-    ok = template.parse("<think>need facts</think>\n<search>  Founder of  X </search>")
-    assert ok.valid and ok.action == "<search> Founder of X </search>"
-    assert template.parse("<think>known</think><answer> Paris </answer>").action == "<answer> Paris </answer>"
-    assert not template.parse("<answer>Paris</answer>").valid  # no <think> first
-    bad = template.parse("Paris, I think")
-    assert not bad.valid and bad.reason == "no <search> or <answer> block"
-    message = template.render("Who founded X?", "Who founded X?", [], [], 0)
-    assert "<search>" in message and "Admissible actions" not in message
+from tests.helpers import run_preset  # noqa: E402
 
 
 @pytest.mark.slow

@@ -5,10 +5,10 @@ from __future__ import annotations
 import math
 
 import pytest
-import torch
 
-from sdar_agent.algorithms import ALGORITHMS
-from sdar_agent.distill import (
+torch = pytest.importorskip("torch", reason="the trainer's losses need torch (pip install 'sdar[train]')")
+
+from sdar_agent.distill import (  # noqa: E402
     GATES,
     divergence_loss,
     rlsd_advantages,
@@ -56,14 +56,6 @@ def test_sdar_loss_respects_the_mask_and_token_budget():
     gate, mask = torch.ones(1, 2), torch.tensor([[1.0, 0.0]])
     assert sdar_loss(logp, teacher, gate, mask).item() == pytest.approx(1.0)
     assert sdar_loss(logp, teacher, gate, mask, n_tokens=4).item() == pytest.approx(0.25)
-
-
-def test_opsd_has_no_rl_term_and_skill_grpo_shows_skills_to_the_student():
-    assert ALGORITHMS["opsd"].rl is False and ALGORITHMS["opsd"].ungated
-    assert ALGORITHMS["grpo_opsd"].fixed_beta == 0.0 and ALGORITHMS["sdar"].rl
-    assert ALGORITHMS["skill_grpo"].skills_in_student and not ALGORITHMS["skill_grpo"].teacher
-    assert not any(spec.skills_in_student for name, spec in ALGORITHMS.items() if name != "skill_grpo")
-    assert not ALGORITHMS["grpo"].needs_skills
 
 
 @pytest.mark.parametrize("kind", ["forward_kl", "reverse_kl", "jsd"])

@@ -46,6 +46,27 @@ def test_template_layout_and_lookup():
         template_for("sdar/ALFWorld-v0", "nope")
 
 
+def test_webshop_template_is_the_default_for_the_env():
+    template = template_for("sdar_envs:sdar/WebShop-v0")
+    assert template.name == "webshop" and "search[your keywords]" in template.instruction
+    parsed = template.parse("<think>find tea</think><action>search[Green Tea]</action>")
+    assert parsed.valid and parsed.action == "search[green tea]"
+
+
+def test_searchqa_template_and_parser():
+    template = template_for("sdar_envs:sdar/SearchQA-v0")
+    assert template.name == "searchqa"
+    ok = template.parse("<think>need facts</think>\n<search>  Founder of  X </search>")
+    assert ok.valid and ok.action == "<search> Founder of X </search>"
+    assert template.parse("<think>known</think><answer> Paris </answer>").action == "<answer> Paris </answer>"
+    assert not template.parse("<answer>Paris</answer>").valid  # no <think> first
+    assert not template.parse("<think>x</think>search[bracket form is for people, not the model]").valid
+    bad = template.parse("Paris, I think")
+    assert not bad.valid and bad.reason == "no <search> or <answer> block"
+    message = template.render("Who founded X?", "Who founded X?", [], [], 0)
+    assert "<search>" in message and "Admissible actions" not in message
+
+
 def test_presets_load_and_validate():
     assert {"demo", "alfworld_grpo_qwen2.5-3b"} <= set(preset_names())
     demo = load_config("demo")
@@ -99,11 +120,51 @@ def test_unknown_preset_and_bad_yaml(tmp_path):
 
 
 def test_paper_presets_cover_every_algorithm():
-    from sdar_agent.algorithms import ALGORITHMS
+    import typing
 
+    from sdar_agent.config import AlgoConfig
+
+    choices = set(typing.get_args(typing.get_type_hints(AlgoConfig)["name"]))
     presets = {load_config(name).algo.name: name for name in preset_names() if name.startswith("alfworld_")}
-    assert set(presets) == set(ALGORITHMS)
+    assert set(presets) == choices
     for name in presets.values():
         cfg = load_config(name)
         assert (cfg.rollout.tasks_per_step, cfg.rollout.group_size, cfg.steps, cfg.algo.lr) == (16, 8, 150, 1e-6)
         assert (cfg.algo.kl_coef, cfg.algo.sdar_lambda, cfg.algo.sdar_beta) == (0.01, 0.01, 5.0)
+
+
+def test_a_preset_extends_another_with_base(tmp_path):
+    (tmp_path / "parent.yaml").write_text("steps: 7\nrollout:\n  group_size: 3\n  top_k: 5\nalgo:\n  name: sdar\n")
+    (tmp_path / "child.yaml").write_text("base: parent\nrollout:\n  group_size: 2\n")
+    cfg = load_config(str(tmp_path / "child.yaml"))
+    assert (cfg.steps, cfg.rollout.group_size, cfg.rollout.top_k, cfg.algo.name) == (7, 2, 5, "sdar")
+    shipped = load_config("alfworld_rlsd_qwen2.5-3b")  # a per-algorithm file over the env's recipe
+    assert shipped.algo.name == "rlsd" and shipped.rollout.group_size == 8 and shipped.name.endswith("rlsd-qwen2.5-3b")
+    (tmp_path / "a.yaml").write_text("base: b\n")
+    (tmp_path / "b.yaml").write_text("base: a\n")
+    with pytest.raises(ConfigError, match="in a circle"):
+        load_config(str(tmp_path / "a.yaml"))
+    (tmp_path / "bad.yaml").write_text("base: [1]\n")
+    with pytest.raises(ConfigError, match="base=\\[1\\]: expected the name"):
+        load_config(str(tmp_path / "bad.yaml"))
+
+
+def test_every_checked_field_is_checked_where_it_is_declared():
+    from sdar_agent.config import TrainConfig, _checked_fields
+
+    keys = [key for key, _, _ in _checked_fields(TrainConfig())]
+    assert "algo.lr" in keys and "rollout.top_p" in keys and "env.num_workers" in keys
+    with pytest.raises(ConfigError, match=r"rollout.top_p=0.0 is invalid: expected in \(0, 1\]"):
+        load_config("demo", ["rollout.top_p=0"])
+
+
+def test_command_line_parsing():
+    from sdar_agent.config import parse_command_line
+
+    line = parse_command_line(["demo_webshop", "steps=3", "checkpoint=runs/x"], own_keys=("checkpoint",))
+    assert (line.preset, line.overrides, line.own) == ("demo_webshop", ["steps=3"], {"checkpoint": "runs/x"})
+    assert parse_command_line([]).preset == "demo"
+    with pytest.raises(ConfigError, match="at most one preset"):
+        parse_command_line(["a", "b"])
+    with pytest.raises(ConfigError, match="unknown option"):
+        parse_command_line(["--verbose"])

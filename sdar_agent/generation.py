@@ -1,0 +1,107 @@
+"""Generation backends behind one small protocol, and the sampling settings they honour.
+
+The rollout loop only calls a `Generator`: token-id prompts in, token-id responses out. The
+default backend is `HFGenerator` (batched `transformers.generate`); another backend (a compiled
+static-cache path, vLLM) implements the same two methods and slots in without touching
+`rollout.collect`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import torch
+
+from sdar_agent.config import RolloutConfig
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Generation settings for one `collect` call."""
+
+    max_new_tokens: int
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    greedy: bool = False
+
+    @classmethod
+    def from_config(cls, rollout: RolloutConfig, temperature: float | None = None) -> Sampling:
+        """The rollout config's sampling; `temperature` overrides it (0 = greedy, e.g. validation)."""
+        t = rollout.temperature if temperature is None else temperature
+        return cls(rollout.max_response_tokens, temperature=max(t, 1e-5), top_p=rollout.top_p, top_k=rollout.top_k,
+                   greedy=t == 0)
+
+
+class Generator(Protocol):
+    """What the rollout loop needs of a generation backend."""
+
+    def __call__(self, prompts: Sequence[list[int]], sampling: Sampling) -> list[list[int]]:
+        """One response per prompt: token ids up to and including the end-of-sequence token."""
+
+    def sync_weights(self) -> None:
+        """Make the next call use the policy's current weights (after an optimizer step)."""
+
+
+class HFGenerator:
+    """Batched `transformers` generation on the policy itself: left padding, KV cache, length-sorted chunks."""
+
+    def __init__(self, model: Any, tokenizer: Any, batch_size: int) -> None:
+        self.model, self.tokenizer, self.batch_size = model, tokenizer, batch_size
+
+    def sync_weights(self) -> None:
+        """Nothing to do: generation runs on the policy's own weights."""
+
+    @torch.no_grad()
+    def __call__(self, prompts: Sequence[list[int]], sampling: Sampling) -> list[list[int]]:
+        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+        out: list[list[int]] = [[] for _ in prompts]
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            for start in range(0, len(order), self.batch_size):
+                chunk = order[start : start + self.batch_size]
+                for i, ids in zip(chunk, self._generate([prompts[i] for i in chunk], sampling), strict=True):
+                    out[i] = ids
+        finally:
+            self.model.train(was_training)
+        return out
+
+    def _generate(self, prompts: list[list[int]], sampling: Sampling) -> list[list[int]]:
+        pad = self.tokenizer.pad_token_id
+        width = max(len(p) for p in prompts)
+        device = next(self.model.parameters()).device
+        input_ids = torch.full((len(prompts), width), pad, dtype=torch.long)
+        attention = torch.zeros((len(prompts), width), dtype=torch.long)
+        for row, p in enumerate(prompts):
+            input_ids[row, width - len(p) :] = torch.tensor(p)
+            attention[row, width - len(p) :] = 1
+        kwargs: dict[str, Any] = {"max_new_tokens": sampling.max_new_tokens, "use_cache": True, "pad_token_id": pad}
+        if sampling.greedy:
+            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        else:
+            kwargs.update(do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p,
+                          top_k=sampling.top_k or None)
+        output = self.model.generate(input_ids=input_ids.to(device), attention_mask=attention.to(device), **kwargs)
+        responses = output[:, width:].tolist()  # (B, T)
+        eos = set(eos_ids(self.model, self.tokenizer))
+        return [cut_at_eos(r, eos, pad) for r in responses]
+
+
+def eos_ids(model: Any, tokenizer: Any) -> list[int]:
+    """The token ids that end a response: the model's generation config's and the tokenizer's."""
+    ids = model.generation_config.eos_token_id if model.generation_config is not None else None
+    ids = ids if isinstance(ids, list) else [ids] if ids is not None else []
+    return [*ids, tokenizer.eos_token_id]
+
+
+def cut_at_eos(tokens: list[int], eos: set[int], pad: int) -> list[int]:
+    """The response up to and including its first end-of-sequence token (padding removed)."""
+    for j, t in enumerate(tokens):
+        if t in eos:
+            return tokens[: j + 1]
+    while tokens and tokens[-1] == pad:
+        tokens = tokens[:-1]
+    return tokens
