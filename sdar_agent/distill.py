@@ -120,38 +120,42 @@ def skill_sd_loss(
     old_logp: torch.Tensor,
     mask: torch.Tensor,
     *,
-    clip: float = 0.2,
     n_tokens: float | None = None,
 ) -> torch.Tensor:
-    """Skill-SD: token_mean( k3(l_t) * clip(ratio_t, 1 - clip, 1 + clip) ).
+    """Skill-SD (as the SDAR code release runs it): token_mean( rho_t * k3(l_t) ).
 
     l_t = log pi_theta(y_t) - sg(log pi_T(y_t)); k3(l) = exp(-l) - 1 + l (>= 0, the low-variance
-    KL(pi_theta || pi_T) estimate); ratio_t = exp(log pi_theta - log pi_old), detached, as an
-    importance weight. Weighted by lambda = 0.001 outside.
+    KL(pi_theta || pi_T) estimate; -l is capped at 20 inside the exp);
+    rho_t = exp(min(log pi_theta - log pi_old, 10)): the on-policy importance ratio, unclipped and
+    differentiable. Weighted by lambda = 0.001 outside.
     """
     ell = logp - teacher_logp.detach()
-    k3 = torch.exp(-ell) - 1.0 + ell
-    ratio = torch.exp(logp - old_logp).detach().clamp(1.0 - clip, 1.0 + clip)
-    return token_mean(k3 * ratio, mask, n_tokens)
+    k3 = torch.exp((-ell).clamp(max=20.0)) - 1.0 + ell
+    rho = torch.exp((logp - old_logp.detach()).clamp(max=10.0))
+    return token_mean(rho * k3, mask, n_tokens)
 
 
 def rlsd_advantages(
-    adv: torch.Tensor, logp: torch.Tensor, teacher_logp: torch.Tensor, *, lam: float, clip: float = 0.2
+    adv: torch.Tensor, old_logp: torch.Tensor, teacher_logp: torch.Tensor, *, lam: float, clip: float = 0.2
 ) -> torch.Tensor:
     """RLSD's token advantages: A_t = A * ((1 - lam) + lam * w_t), all detached.
 
-    w_t = clip( exp(sign(A) * (log pi_T(y_t) - log pi_theta(y_t))), 1 - clip, 1 + clip ): tokens
-    the teacher favours get more credit when A > 0 and more blame when A < 0. adv (B,) or (B, T);
+    w_t = clip( exp(sign(A) * (log pi_T(y_t) - log pi_old(y_t))), 1 - clip, 1 + clip ): tokens
+    the teacher favours get more credit when A > 0 and more blame when A < 0. The gap is taken
+    against the rollout policy's (pre-update) log-probs, as the reference does. adv (B,) or (B, T);
     lam decays linearly from 0.5 to 0 over 100 steps (`rlsd_lambda_at`). Returns (B, T).
     """
     if adv.dim() == 1:
-        adv = adv[:, None].expand_as(logp)  # (B,) -> (B, T)
-    w = torch.exp(torch.sign(adv) * (teacher_logp - logp)).clamp(1.0 - clip, 1.0 + clip)
+        adv = adv[:, None].expand_as(old_logp)  # (B,) -> (B, T)
+    w = torch.exp(torch.sign(adv) * (teacher_logp - old_logp)).clamp(1.0 - clip, 1.0 + clip)
     return (adv * ((1.0 - lam) + lam * w)).detach()
 
 
 def rlsd_lambda_at(step: int, start: float = 0.5, decay_steps: int = 100) -> float:
-    """RLSD's lambda at training step `step` (0-based): linear from `start` to 0 over `decay_steps`."""
-    if decay_steps <= 0:
+    """RLSD's lambda at training step `step`, counted from 1 as the reference does.
+
+    lambda = start * (1 - step / decay_steps), and 0 from `decay_steps` on.
+    """
+    if decay_steps <= 0 or step >= decay_steps:
         return 0.0
-    return max(0.0, start * (1.0 - step / decay_steps))
+    return start * (1.0 - step / decay_steps)

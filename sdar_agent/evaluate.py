@@ -5,7 +5,7 @@
 
 Takes a preset and `key=value` overrides like `sdar_agent.train`, plus three keys of its own:
 `checkpoint` (a `final/` folder or a training checkpoint), `split` (default: the preset's
-`env.val_split`) and `tasks` (default: the preset's `val_tasks`). Writes `eval.json` beside the
+the first of `env.val_splits`) and `tasks` (default: the preset's `val_tasks`). Writes `eval.json` beside the
 checkpoint (or in the run folder) and prints a table.
 """
 
@@ -72,7 +72,7 @@ def _load_weights(model: Any, checkpoint: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Command line entry point; returns the exit status."""
     from sdar_agent.generation import HFGenerator
-    from sdar_agent.models import load_policy, load_tokenizer, pick_device
+    from sdar_agent.models import compute_dtype, load_policy, load_tokenizer, pick_device
     from sdar_agent.prompts import template_for
     from sdar_agent.tracking import episode_summary
 
@@ -89,9 +89,10 @@ def main(argv: list[str] | None = None) -> int:
     if checkpoint is not None and (checkpoint / "config.json").is_file():
         cfg.model.name, cfg.model.lora_rank = str(checkpoint), 0  # a saved HF model
     adapter = checkpoint is not None and (checkpoint / "adapter_config.json").is_file()
-    split = args.own.get("split", cfg.env.val_split)
+    split = args.own.get("split", cfg.env.val_splits[0])
     tokenizer = load_tokenizer(cfg.model)
-    model, _ = load_policy(cfg.model, pick_device(cfg.model), tokenizer)
+    device = pick_device(cfg.model)
+    model, _ = load_policy(cfg.model, device, tokenizer)
     if adapter:
         from peft import PeftModel
 
@@ -100,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
         _load_weights(model, checkpoint)
     pool = EnvPool.from_config(cfg.env, split, min(tasks, 16))
     try:
-        episodes = evaluate_policy(HFGenerator(model, tokenizer, cfg.rollout.generation_batch_size), tokenizer, pool,
+        generator = HFGenerator(model, tokenizer, cfg.rollout.generation_batch_size, compute_dtype(cfg.model, device))
+        episodes = evaluate_policy(generator, tokenizer, pool,
                                    template_for(cfg.env.id, cfg.rollout.template), cfg,
                                    Sampling.from_config(cfg.rollout, cfg.val_temperature), n_tasks=tasks)
     finally:

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 import torch
 
 from sdar_agent.config import RolloutConfig
+from sdar_agent.models import autocast
 
 
 @dataclass(frozen=True)
@@ -46,10 +47,17 @@ class Generator(Protocol):
 
 
 class HFGenerator:
-    """Batched `transformers` generation on the policy itself: left padding, KV cache, length-sorted chunks."""
+    """Batched `transformers` generation on the policy itself: left padding, KV cache, length-sorted chunks.
 
-    def __init__(self, model: Any, tokenizer: Any, batch_size: int) -> None:
+    Samples come from exactly the configured distribution, softmax(logits / T) with the configured
+    top-p / top-k and nothing else: the checkpoint's own `generation_config` (a repetition penalty,
+    a default top-k of 50, ...) is set aside for the call, or PPO's old log-probs would be wrong.
+    Forward passes run under autocast in `compute_dtype` when it differs from float32.
+    """
+
+    def __init__(self, model: Any, tokenizer: Any, batch_size: int, compute_dtype: torch.dtype = torch.float32) -> None:
         self.model, self.tokenizer, self.batch_size = model, tokenizer, batch_size
+        self.compute_dtype = compute_dtype
 
     def sync_weights(self) -> None:
         """Nothing to do: generation runs on the policy's own weights."""
@@ -58,16 +66,27 @@ class HFGenerator:
     def __call__(self, prompts: Sequence[list[int]], sampling: Sampling) -> list[list[int]]:
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
         out: list[list[int]] = [[] for _ in prompts]
-        was_training = self.model.training
+        was_training, own_config = self.model.training, self.model.generation_config
+        device = next(self.model.parameters()).device
         self.model.eval()
+        self.model.generation_config = self._neutral_config()
         try:
-            for start in range(0, len(order), self.batch_size):
-                chunk = order[start : start + self.batch_size]
-                for i, ids in zip(chunk, self._generate([prompts[i] for i in chunk], sampling), strict=True):
-                    out[i] = ids
+            with autocast(device, self.compute_dtype):
+                for start in range(0, len(order), self.batch_size):
+                    chunk = order[start : start + self.batch_size]
+                    for i, ids in zip(chunk, self._generate([prompts[i] for i in chunk], sampling), strict=True):
+                        out[i] = ids
         finally:
             self.model.train(was_training)
+            self.model.generation_config = own_config
         return out
+
+    def _neutral_config(self) -> Any:
+        """A generation config with nothing but the special tokens: no penalties, no default top-k."""
+        from transformers import GenerationConfig
+
+        return GenerationConfig(eos_token_id=eos_ids(self.model, self.tokenizer),
+                                pad_token_id=self.tokenizer.pad_token_id, bos_token_id=self.tokenizer.bos_token_id)
 
     def _generate(self, prompts: list[list[int]], sampling: Sampling) -> list[list[int]]:
         pad = self.tokenizer.pad_token_id
@@ -80,13 +99,12 @@ class HFGenerator:
             attention[row, width - len(p) :] = 1
         kwargs: dict[str, Any] = {"max_new_tokens": sampling.max_new_tokens, "use_cache": True, "pad_token_id": pad}
         if sampling.greedy:
-            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-        else:
-            kwargs.update(do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p,
-                          top_k=sampling.top_k or None)
+            kwargs.update(do_sample=False)
+        else:  # top_k=0 and top_p=1.0 switch those filters off explicitly
+            kwargs.update(do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p, top_k=sampling.top_k)
         output = self.model.generate(input_ids=input_ids.to(device), attention_mask=attention.to(device), **kwargs)
         responses = output[:, width:].tolist()  # (B, T)
-        eos = set(eos_ids(self.model, self.tokenizer))
+        eos = set(self.model.generation_config.eos_token_id)
         return [cut_at_eos(r, eos, pad) for r in responses]
 
 
@@ -94,7 +112,7 @@ def eos_ids(model: Any, tokenizer: Any) -> list[int]:
     """The token ids that end a response: the model's generation config's and the tokenizer's."""
     ids = model.generation_config.eos_token_id if model.generation_config is not None else None
     ids = ids if isinstance(ids, list) else [ids] if ids is not None else []
-    return [*ids, tokenizer.eos_token_id]
+    return list(dict.fromkeys([*ids, tokenizer.eos_token_id]))
 
 
 def cut_at_eos(tokens: list[int], eos: set[int], pad: int) -> list[int]:

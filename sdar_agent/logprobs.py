@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
+
+from sdar_agent.losses import entropy_from_logits
 
 
 def pack(prompts: Sequence[list[int]], responses: Sequence[list[int]], pad_id: int) -> dict[str, torch.Tensor]:
@@ -30,15 +33,23 @@ def pack(prompts: Sequence[list[int]], responses: Sequence[list[int]], pad_id: i
             "response_mask": response_mask}
 
 
-def response_logprobs(model: Any, batch: dict[str, torch.Tensor], with_entropy: bool = False,
-                      with_hidden: bool = False):
-    """Log-probs (B, T) of the response tokens, from one forward.
+@dataclass
+class ResponseScores:
+    """What one forward gives about the response tokens; (B, T) unless noted."""
+
+    logp: torch.Tensor  # log-probs of the response tokens
+    entropy: torch.Tensor | None = None  # per-token entropy of the policy
+    hidden: torch.Tensor | None = None  # (B, T, H) final hidden states that predict each response token
+
+
+def response_logprobs(model: Any, batch: dict[str, torch.Tensor], *, with_entropy: bool = False,
+                      entropy_grad: bool = False, with_hidden: bool = False) -> ResponseScores:
+    """Log-probs of the response tokens from one forward, and optionally entropies and hidden states.
 
     Only the last T + 1 positions go through the LM head (`logits_to_keep`), so memory does not
-    grow with the prompt length. With `with_entropy` also returns the per-token entropies (B, T)
-    (no gradient); with `with_hidden` also the final hidden states that predict each response
-    token (B, T, H), for full-vocabulary losses computed in chunks. Returns a tuple when asked
-    for either.
+    grow with the prompt length. `with_entropy` adds the per-token entropies (without gradient
+    unless `entropy_grad`: the entropy bonus needs it); `with_hidden` the final hidden states, for
+    full-vocabulary losses computed in chunks.
     """
     device = next(model.parameters()).device
     t_max = batch["response_mask"].shape[1]
@@ -52,18 +63,13 @@ def response_logprobs(model: Any, batch: dict[str, torch.Tensor], with_entropy: 
     )
     logits = out.logits[:, :-1, :].float()  # (B, T, V): position j predicts token j + 1
     targets = batch["input_ids"][:, -t_max:].to(device)  # (B, T)
-    logp = torch.log_softmax(logits, dim=-1).gather(-1, targets[..., None]).squeeze(-1)  # (B, T)
-    if not (with_entropy or with_hidden):
-        return logp
-    result = [logp]
-    if with_entropy:
-        from sdar_agent.losses import entropy_from_logits
-
-        with torch.no_grad():
-            result.append(entropy_from_logits(logits))
+    scores = ResponseScores(torch.log_softmax(logits, dim=-1).gather(-1, targets[..., None]).squeeze(-1))
+    if with_entropy or entropy_grad:
+        with torch.set_grad_enabled(entropy_grad and torch.is_grad_enabled()):
+            scores.entropy = entropy_from_logits(logits)
     if with_hidden:
-        result.append(out.hidden_states[-1][:, -(t_max + 1) : -1, :])  # (B, T, H), after the final norm
-    return tuple(result)
+        scores.hidden = out.hidden_states[-1][:, -(t_max + 1) : -1, :]  # (B, T, H), after the final norm
+    return scores
 
 
 def output_head(model: Any) -> torch.Tensor:

@@ -25,12 +25,16 @@ def ppo_clip_loss(
     *,
     clip_eps: float = 0.2,
     clip_eps_high: float | None = None,
+    clip_ratio_c: float = 0.0,
     n_tokens: float | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """PPO's clipped surrogate (Schulman et al., 2017), token-mean aggregated.
+    """PPO's clipped surrogate (Schulman et al., 2017), token-mean aggregated, with optional dual clip.
 
     ratio_t = exp(logp_t - old_logp_t)
-    L = token_mean( max(-A_t * ratio_t, -A_t * clip(ratio_t, 1 - eps, 1 + eps_high)) )
+    l_t = max(-A_t * ratio_t, -A_t * clip(ratio_t, 1 - eps, 1 + eps_high))
+    dual clip (Ye et al., 2020, `clip_ratio_c` = c > 1): l_t = min(l_t, -A_t * c) where A_t < 0,
+    so a very unlikely token with a negative advantage cannot dominate the batch
+    L = token_mean(l_t)
 
     `adv` is (B, T) (a sequence advantage broadcast over its tokens) or (B,). Returns the loss and
     the (B, T) mask of tokens where the clipped term is the larger (their share is `clipfrac`).
@@ -41,8 +45,10 @@ def ppo_clip_loss(
     ratio = torch.exp(logp - old_logp)
     pg_loss1 = -adv * ratio
     pg_loss2 = -adv * torch.clamp(ratio, 1.0 - clip_eps, 1.0 + high)
-    pg_loss = token_mean(torch.maximum(pg_loss1, pg_loss2), mask, n_tokens)
-    return pg_loss, (pg_loss2 > pg_loss1).detach()
+    clipped = torch.maximum(pg_loss1, pg_loss2)
+    if clip_ratio_c:
+        clipped = torch.where(adv < 0, torch.minimum(clipped, -adv * clip_ratio_c), clipped)
+    return token_mean(clipped, mask, n_tokens), (pg_loss2 > pg_loss1).detach()
 
 
 def low_var_kl(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:

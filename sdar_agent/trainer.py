@@ -37,7 +37,7 @@ from sdar_agent.config import ConfigError, TrainConfig
 from sdar_agent.evaluate import evaluate_policy
 from sdar_agent.generation import HFGenerator, Sampling
 from sdar_agent.logprobs import output_head, pack, response_logprobs
-from sdar_agent.models import load_policy, load_reference, load_tokenizer, pick_device
+from sdar_agent.models import autocast, compute_dtype, frozen_copy, load_policy, load_tokenizer, pick_device
 from sdar_agent.objective import ALGORITHMS, MicroBatch, objective_terms, total_loss
 from sdar_agent.prompts import template_for
 from sdar_agent.rollout import RolloutBatch, Sample, SkillUse, collect
@@ -78,7 +78,9 @@ class Trainer:
         from accelerate import Accelerator
 
         self.cfg = cfg
-        self.acc = Accelerator(cpu=pick_device(cfg.model).type == "cpu")
+        device = pick_device(cfg.model)
+        self.acc = Accelerator(cpu=device.type == "cpu")
+        self.compute_dtype = compute_dtype(cfg.model, device)  # autocast over the stored weights
         world = self.acc.num_processes
         if cfg.rollout.tasks_per_step % world:
             raise ConfigError(f"rollout.tasks_per_step={cfg.rollout.tasks_per_step} must be a multiple of the "
@@ -96,19 +98,19 @@ class Trainer:
         self.template = template_for(cfg.env.id, cfg.rollout.template)
         self.tokenizer = load_tokenizer(cfg.model)
         model, _ = load_policy(cfg.model, self.acc.device, self.tokenizer)
+        self.ref = None  # the KL's reference: the initial policy (with LoRA, the base weights)
+        if "reference" in self.needs and cfg.model.lora_rank == 0:
+            self.ref = frozen_copy(model, self.compute_dtype)
         self.params = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(self.params, lr=cfg.algo.lr, weight_decay=cfg.algo.weight_decay)
         self.model, self.optimizer = self.acc.prepare(model, optimizer)
-        self.ref = None
-        if "reference" in self.needs and cfg.model.lora_rank == 0:
-            self.ref = load_reference(cfg.model, self.acc.device, self.tokenizer)
         self.generator = HFGenerator(self.acc.unwrap_model(self.model), self.tokenizer,
-                                     cfg.rollout.generation_batch_size)
+                                     cfg.rollout.generation_batch_size, self.compute_dtype)
 
         self.tasks_per_rank = cfg.rollout.tasks_per_step // world
         self.pool = EnvPool.from_config(cfg.env, cfg.env.split, self.tasks_per_rank * cfg.rollout.group_size)
         self.task_ids = list(self.pool.call("task_ids"))
-        self._val_pool: EnvPool | None = None
+        self._val_pools: dict[str, EnvPool] = {}
         self.state = _LoopState(cfg.seed)
         self.acc.register_for_checkpointing(self.state)
         self.skills: SkillSelector | None = None
@@ -231,16 +233,15 @@ class Trainer:
             adv = grpo_advantages(scores[kept], torch.tensor([s.group for s in samples]),
                                   torch.tensor([s.traj for s in samples]), mode=cfg.algo.advantage_norm,
                                   norm_by_std=cfg.algo.norm_by_std)
-        single_update = cfg.algo.mini_batches == 1 and cfg.algo.epochs == 1
+        minis = self._mini_batches(len(samples))
         # Before any update: old log-probs (when the policy will move between mini-batches) and the
         # teacher's view (the pre-update policy with skills in its prompt), each one batched pass.
+        single_update = len(minis) == 1 and cfg.algo.epochs == 1
         old_logp = None if single_update else self._score_responses(samples, teacher=False)[0]
         start = time.perf_counter()
         teacher = self._score_responses(samples, teacher=True) if "teacher" in self.needs else None
         teacher_s = time.perf_counter() - start
         sums: dict[str, float] = defaultdict(float)
-        order = torch.arange(len(samples))
-        minis = [order[k :: cfg.algo.mini_batches].tolist() for k in range(cfg.algo.mini_batches)]
         train_tokens = 0
         for _ in range(cfg.algo.epochs):
             for mini in minis:
@@ -249,7 +250,23 @@ class Trainer:
                 for key, value in stats.items():
                     sums[key] += value / (cfg.algo.epochs * len(minis))
         return {**sums, "actor/lr": cfg.algo.lr, "rollout/samples": float(len(samples)),
-                "perf/teacher_s": teacher_s, "_train_tokens": train_tokens}
+                "actor/optimizer_steps": float(cfg.algo.epochs * len(minis)), "perf/teacher_s": teacher_s,
+                "_train_tokens": train_tokens}
+
+    def _mini_batches(self, n: int) -> list[list[int]]:
+        """This process's sample indices per optimizer step; every process takes the same number of steps.
+
+        With `algo.mini_batch_size` (samples over all processes) the batch is cut in order into
+        chunks of that size, as the reference does (a process with fewer samples gets empty
+        chunks: zero-gradient passes); else into `algo.mini_batches` interleaved parts.
+        """
+        algo, world = self.cfg.algo, self.acc.num_processes
+        if not algo.mini_batch_size:
+            return [list(range(k, n, algo.mini_batches)) for k in range(algo.mini_batches)]
+        size = math.ceil(algo.mini_batch_size / world)
+        most = int(self.acc.gather(torch.tensor([n], device=self.acc.device)).max())
+        steps = max(1, math.ceil(most / size))
+        return [list(range(k * size, min((k + 1) * size, n))) for k in range(steps)]
 
     def _optimizer_step(self, samples, mini, adv, old_logp, teacher) -> tuple[dict[str, float], int]:
         """One mini-batch: micro-batches with gradient accumulation, then one clipped AdamW step."""
@@ -287,15 +304,16 @@ class Trainer:
                      self.tokenizer.pad_token_id)
         mask = batch["response_mask"].to(device)
         full_logits = "full_logits" in self.needs
-        out = response_logprobs(self.model, batch, with_entropy=True, with_hidden=full_logits)
-        logp, entropy = out[0], out[1]
+        with autocast(device, self.compute_dtype):
+            out = response_logprobs(self.model, batch, with_entropy=True, entropy_grad="entropy_grad" in self.needs,
+                                    with_hidden=full_logits)
         mb = MicroBatch(
-            logp=logp, old_logp=logp.detach() if old_logp is None else _stack(old_logp, idx, mask).to(device),
-            adv=adv[idx].to(device), mask=mask, n_tokens=n_tokens, entropy=entropy, step=self.state.step)
+            logp=out.logp, old_logp=out.logp.detach() if old_logp is None else _stack(old_logp, idx, mask).to(device),
+            adv=adv[idx].to(device), mask=mask, n_tokens=n_tokens, entropy=out.entropy, step=self.state.step + 1)
         if teacher is not None:
             mb.teacher_logp = _stack(teacher[0], idx, mask).to(device)
         if full_logits:
-            mb.hidden, mb.head = out[2], output_head(self.model)
+            mb.hidden, mb.head = out.hidden, output_head(self.model)
             mb.teacher_hidden = _stack_hidden(teacher[1], idx, mask).to(device)
         if "reference" in self.needs:
             mb.ref_logp = self._reference_logp(batch)
@@ -303,11 +321,11 @@ class Trainer:
 
     @torch.no_grad()
     def _reference_logp(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        if self.ref is not None:
-            return response_logprobs(self.ref, batch)
-        model = self.acc.unwrap_model(self.model)
-        with model.disable_adapter():  # LoRA: the base weights are the reference
-            return response_logprobs(model, batch)
+        with autocast(self.acc.device, self.compute_dtype):
+            if self.ref is not None:
+                return response_logprobs(self.ref, batch).logp
+            with self.acc.unwrap_model(self.model).disable_adapter():  # LoRA: the base weights are the reference
+                return response_logprobs(self.model, batch).logp
 
     @torch.no_grad()
     def _score_responses(self, samples: list[Sample], teacher: bool) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
@@ -322,8 +340,9 @@ class Trainer:
             chunk = samples[k : k + micro]
             prompts = [(s.teacher_prompt_ids or s.prompt_ids) if teacher else s.prompt_ids for s in chunk]
             batch = pack(prompts, [s.response_ids for s in chunk], self.tokenizer.pad_token_id)
-            out = response_logprobs(self.model, batch, with_hidden=want_hidden)
-            logp, hidden = (out[0], out[1]) if want_hidden else (out, None)
+            with autocast(self.acc.device, self.compute_dtype):
+                out = response_logprobs(self.model, batch, with_hidden=want_hidden)
+            logp, hidden = out.logp, out.hidden
             for row, s in enumerate(chunk):
                 n = len(s.response_ids)
                 logps.append(logp[row, logp.shape[1] - n :].cpu())
@@ -360,22 +379,37 @@ class Trainer:
 
     # ------------------------------------------------------------------ validation
     def validate(self) -> dict[str, float]:
+        """Success and the rest of the episode summary on each of `env.val_splits`.
+
+        The first split's figures are `val/<key>`; with several splits each is also `val/<split>/<key>`.
+        """
         cfg, acc = self.cfg, self.acc
-        if self._val_pool is None:
-            per_rank = math.ceil(cfg.val_tasks / acc.num_processes)
-            self._val_pool = EnvPool.from_config(cfg.env, cfg.env.val_split, per_rank)
+        metrics: dict[str, float] = {}
+        for i, split in enumerate(cfg.env.val_splits):
+            if split not in self._val_pools:
+                per_rank = math.ceil(cfg.val_tasks / acc.num_processes)
+                self._val_pools[split] = EnvPool.from_config(cfg.env, split, per_rank)
+            summary = self._validate_split(self._val_pools[split])
+            if i == 0:
+                metrics.update({f"val/{k}": v for k, v in summary.items()})
+            if len(cfg.env.val_splits) > 1:
+                metrics.update({f"val/{split}/{k}": v for k, v in summary.items()})
+        return metrics
+
+    def _validate_split(self, pool: EnvPool) -> dict[str, float]:
+        cfg, acc = self.cfg, self.acc
 
         def run(skills: SkillUse | None) -> dict[str, float]:
-            episodes = evaluate_policy(self.generator, self.tokenizer, self._val_pool, self.template, cfg,
+            episodes = evaluate_policy(self.generator, self.tokenizer, pool, self.template, cfg,
                                        Sampling.from_config(cfg.rollout, cfg.val_temperature),
                                        rank=acc.process_index, world=acc.num_processes, skills=skills)
             return episode_summary(episodes)
 
         student_skills = self.algorithm.skills_in_student
-        metrics = {f"val/{k}": v for k, v in run(self._skill_use(student_skills, False)).items()}
+        summary = run(self._skill_use(student_skills, False))
         if student_skills:  # Skill-GRPO is evaluated with and without its skills
-            metrics["val/success_rate_no_skills"] = run(None).get("success_rate", 0.0)
-        return metrics
+            summary["success_rate_no_skills"] = run(None).get("success_rate", 0.0)
+        return summary
 
     # ------------------------------------------------------------------ checkpoints
     def checkpoint_dir(self, step: int) -> Path:
@@ -414,8 +448,8 @@ class Trainer:
 
     def close(self) -> None:
         self.pool.close()
-        if self._val_pool is not None:
-            self._val_pool.close()
+        for pool in self._val_pools.values():
+            pool.close()
         self.tracker.close()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -14,6 +15,23 @@ from skillbank.schema import BankSpec, SkillBankError, validate
 BANKS_DIR = Path(__file__).parent / "banks"
 DEFAULT_BUDGET = 4000  # characters, about 1000 tokens
 FORMATS = ("auto", "sdar", "skillrl", "sdar-dir")
+OFFICIAL = "sdar:"  # `sdar:<env>`: skills/<env>/ of a ZJU-REAL/SDAR checkout, under $SDAR_SKILLS_DIR
+
+
+def official_folder(source: str) -> Path:
+    """The folder of `sdar:<env>` (SDAR's released skills): `$SDAR_SKILLS_DIR/<env>`."""
+    root = os.environ.get("SDAR_SKILLS_DIR")
+    env = source[len(OFFICIAL):]
+    if not root:
+        raise FileNotFoundError(
+            f"skill bank {source!r} is SDAR's released skill folder skills/{env}/: set $SDAR_SKILLS_DIR to the "
+            "skills/ folder of a ZJU-REAL/SDAR checkout (git clone https://github.com/ZJU-REAL/SDAR), or use "
+            f"one of the project's banks {bundled_banks()}.")
+    folder = Path(root).expanduser() / env
+    if not (folder / formats.MAPPING_FILE).is_file():
+        raise FileNotFoundError(f"skill bank {source!r}: {folder} has no {formats.MAPPING_FILE}; $SDAR_SKILLS_DIR "
+                                "must be the skills/ folder of a ZJU-REAL/SDAR checkout.")
+    return folder
 
 
 def bundled_banks() -> list[str]:
@@ -43,10 +61,13 @@ class SkillBank:
     # ------------------------------------------------------------------ loading
     @classmethod
     def load(cls, source: str | Path, format: str = "auto", ucb_c: float = 1.0) -> SkillBank:
-        """Load a bundled bank by name, a bank file (ours or SkillRL's), or an SDAR skill folder."""
+        """Load a bank: a bundled name, a bank file (ours or SkillRL's), an SDAR skill folder, or `sdar:<env>`.
+
+        `sdar:<env>` is SDAR's released folder for an env, found under $SDAR_SKILLS_DIR.
+        """
         if format not in FORMATS:
             raise ValueError(f"format={format!r}: expected one of {list(FORMATS)}.")
-        path = Path(source)
+        path = official_folder(source) if isinstance(source, str) and source.startswith(OFFICIAL) else Path(source)
         if not path.exists() and isinstance(source, str) and (BANKS_DIR / f"{source}.json").is_file():
             path = BANKS_DIR / f"{source}.json"
         if path.is_dir():
@@ -110,7 +131,7 @@ class SkillBank:
         # first, then the general ones, then the rest.
         n = len(sections)
         priority = [1, 0, *range(2, n)] if resolved is not None and n > 1 else list(range(n))
-        text, ids = retrieval.render(sections, budget, measure, priority)
+        text, ids = retrieval.render(sections, budget, measure, priority, self.spec.layout)
         return retrieval.Retrieval(tuple(ids), text, resolved, strategy)
 
     def feedback(self, skill_ids: list[str] | tuple[str, ...], reward: float, task_type: str | None = None) -> None:

@@ -6,10 +6,15 @@
   `{"mistake_id", "description", "why_it_happens", "how_to_avoid"}`. SkillRL's ALFWorld banks key
   task types by short names (`clean`, `heat`, `pick_and_place`, ...); aliases to ALFWorld's task
   types are added so that the env's explicit `task_type` finds them.
-- **SDAR directory**: a folder of markdown skills (`# Title`, the principle as body text, an
-  optional `When to apply: ...` line) and a `skill_mapping.json` that lists, per task type, the
-  files that apply; the keys `general` and `mistakes` (or `common_mistakes`) hold the files for
-  every task and the common mistakes.
+- **SDAR skill folder** (the layout of `skills/<env>/` in ZJU-REAL/SDAR, which its code reads): a
+  folder of markdown skill files and a `skill_mapping.json` with `skill_files` (skill name ->
+  markdown file), `task_to_skill` (task type -> skill name) and, optionally, `task_keywords` (task
+  type -> keywords found in the task text). The skill named `general_skills` is given for every
+  task; each task type gets its mapped skill. Every file becomes one skill that keeps its whole
+  text, and the bank's layout is "verbatim", so a retrieval writes the files as the reference
+  does: general skills, a blank line, the task type's file. Well-known names of the same task
+  types (ALFWorld's `pick_and_place_simple`, Search-QA's data sources nq, hotpotqa, ...) become
+  aliases, as the reference maps them.
 
 Each importer returns a dict in our format; `skillbank.schema.validate` then checks it as usual.
 """
@@ -33,6 +38,15 @@ SKILLRL_ALFWORLD_ALIASES = {
     "heat": ("pick_heat_then_place_in_recep",),
     "cool": ("pick_cool_then_place_in_recep",),
 }
+#: An SDAR folder's skill names -> the task types and data sources the reference maps to them.
+SDAR_FOLDER_ALIASES = {
+    "pick_and_place": ("pick_and_place_simple",),
+    "direct_retrieval": ("nq", "triviaqa", "single_hop"),
+    "entity_attribute_lookup": ("popqa", "entity_attribute"),
+    "multi_hop_reasoning": ("hotpotqa", "2wikimultihopqa", "2wiki", "musique", "bamboogle", "multi_hop"),
+    "compare": ("comparison",),
+}
+GENERAL_SKILL = "general_skills"
 DEFAULT_WHEN = "Whenever it applies to the current step."
 MAPPING_FILE = "skill_mapping.json"
 _WHEN_RE = re.compile(r"^\s*(?:\*\*|__)?when to (?:apply|use)\s*:?(?:\*\*|__)?\s*:?\s*(.+)$", re.I)
@@ -71,37 +85,50 @@ def from_skillrl(data: Any, name: str, source: str) -> dict[str, Any]:
 
 
 def from_sdar_dir(folder: Path, name: str) -> dict[str, Any]:
-    """Convert an SDAR-style folder of markdown skills with a `skill_mapping.json`."""
+    """Convert an SDAR skill folder (markdown files + `skill_mapping.json`, the reference's layout)."""
     mapping_file = folder / MAPPING_FILE
     try:
         mapping = json.loads(mapping_file.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise SkillBankError(str(folder), [f"no {MAPPING_FILE} in the folder"]) from None
-    except json.JSONDecodeError as err:
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise SkillBankError(str(mapping_file), [f"not valid JSON: {err}"]) from None
-    if not isinstance(mapping, dict):
-        raise SkillBankError(str(mapping_file), ["expected an object of task type -> list of markdown files"])
     problems: list[str] = []
-    cache: dict[str, dict[str, str]] = {}
-    sections: dict[str, list[dict[str, str]]] = {}
-    for key, files in mapping.items():
-        if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
-            problems.append(f"{MAPPING_FILE}[{key!r}]: expected a list of markdown file names")
-            continue
-        sections[key] = []
-        for i, file_name in enumerate(files):
-            if file_name not in cache:
-                skill = _markdown_skill(folder, file_name, f"{MAPPING_FILE}[{key!r}][{i}]", problems)
-                if skill is None:
-                    continue
-                cache[file_name] = skill
-            sections[key].append(cache[file_name])
+    files = _string_map(mapping, "skill_files", problems)
+    task_to_skill = _string_map(mapping, "task_to_skill", problems)
+    keywords = mapping.get("task_keywords", {}) if isinstance(mapping, dict) else {}
+    if not isinstance(keywords, dict) or not all(
+            isinstance(v, list) and all(isinstance(k, str) for k in v) for v in keywords.values()):
+        problems.append(f"{MAPPING_FILE}['task_keywords']: expected an object of task type -> list of keywords")
+        keywords = {}
+    skills = {}
+    for skill_name, file_name in files.items():
+        skill = _markdown_skill(folder, skill_name, file_name, f"{MAPPING_FILE}['skill_files'][{skill_name!r}]",
+                                problems)
+        if skill is not None:
+            skills[skill_name] = skill
+    for task_type, skill_name in task_to_skill.items():
+        if skill_name not in files:
+            problems.append(f"{MAPPING_FILE}['task_to_skill'][{task_type!r}]: {skill_name!r} is not a key of "
+                            f"'skill_files' ({sorted(files)})")
     if problems:
         raise SkillBankError(str(folder), problems)
-    general = sections.pop("general", [])
-    mistakes = sections.pop("mistakes", []) + sections.pop("common_mistakes", [])
-    task_types = {t: {"keywords": [], "skills": _unique(skills, general)} for t, skills in sections.items()}
-    return _bank(name, general, task_types, mistakes, {}, f"Imported from an SDAR skill folder ({folder}).")
+    general = [skills[GENERAL_SKILL]] if GENERAL_SKILL in skills else []
+    task_types = {t: {"keywords": [k for k in keywords.get(t, []) if k.strip()], "skills": [skills[n]]}
+                  for t, n in task_to_skill.items() if n != GENERAL_SKILL}
+    aliases = {alias: target for target, names in SDAR_FOLDER_ALIASES.items() if target in task_types
+               for alias in names if alias not in task_types}
+    data = _bank(name, general, task_types, [], aliases, f"Imported from an SDAR skill folder ({folder}).")
+    return {**data, "layout": "verbatim"}
+
+
+def _string_map(mapping: Any, key: str, problems: list[str]) -> dict[str, str]:
+    value = mapping.get(key) if isinstance(mapping, dict) else None
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        expected = "skill name -> markdown file" if key == "skill_files" else "task type -> skill name"
+        problems.append(f"{MAPPING_FILE}[{key!r}]: expected an object of {expected}, found {type(value).__name__}")
+        return {}
+    return value
 
 
 def _bank(name, general, task_types, mistakes, aliases, description) -> dict[str, Any]:
@@ -163,25 +190,28 @@ def _skillrl_mistake(item: Any, where: str, problems: list[str]) -> dict[str, st
     return mistake
 
 
-def _markdown_skill(folder: Path, file_name: str, where: str, problems: list[str]) -> dict[str, str] | None:
+def _markdown_skill(folder: Path, skill_id: str, file_name: str, where: str,
+                    problems: list[str]) -> dict[str, str] | None:
+    """One markdown file as a skill: its heading as the title, its body as the principle, its whole text kept."""
     path = folder / file_name
-    if path.suffix != ".md":
-        path = path.with_name(path.name + ".md")
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8").strip()
     except FileNotFoundError:
-        problems.append(f"{where}: {path.name} does not exist in {folder}")
+        problems.append(f"{where}: {file_name} does not exist in {folder}")
+        return None
+    except UnicodeDecodeError:
+        problems.append(f"{where}: {file_name} is not UTF-8 text")
         return None
     title, when, body = "", "", []
     for line in text.splitlines():
         stripped = line.strip()
-        if not title and stripped.startswith("# "):
-            title = stripped[2:].strip()
+        if not title and stripped.startswith("#"):
+            title = stripped.strip("#").strip()
         elif match := _WHEN_RE.match(stripped):
             when = match.group(1).strip()
         elif stripped:
             body.append(stripped)
     if not title or not body:
-        problems.append(f"{where}: {path.name} needs a '# Title' line and a body (the principle)")
+        problems.append(f"{where}: {file_name} needs a '# Title' line and a body (the skill itself)")
         return None
-    return {"id": path.stem, "title": title, "principle": " ".join(body), "when": when or DEFAULT_WHEN}
+    return {"id": skill_id, "title": title, "principle": " ".join(body), "when": when or DEFAULT_WHEN, "text": text}

@@ -158,11 +158,13 @@ def render_skill(skill: Skill) -> str:
 
 
 def render(sections: list[Section], budget: int, measure: Callable[[str], int] = len,
-           priority: list[int] | None = None) -> tuple[str, list[str]]:
+           priority: list[int] | None = None, layout: str = "lines") -> tuple[str, list[str]]:
     """Prompt text for `sections` whose `measure` never exceeds `budget`, and the ids it holds.
 
     Skills are admitted one by one in `priority` order of sections (default: display order),
-    each only if the whole text still fits; the layout keeps the display order.
+    each only if the whole text still fits; the text keeps the display order. `layout` "lines":
+    a heading per section and a line per skill; "verbatim": each skill's own text, blocks joined
+    by a blank line (the reference SDAR code's teacher context).
     """
     if not isinstance(budget, int) or budget < 0:
         raise ValueError(f"budget={budget!r}: expected an int >= 0 (characters, or tokens with measure=).")
@@ -170,6 +172,9 @@ def render(sections: list[Section], budget: int, measure: Callable[[str], int] =
     admitted: set[str] = set()
 
     def text_of(ids: set[str]) -> str:
+        if layout == "verbatim":
+            shown = dict.fromkeys(s for _, skills in sections for s in skills if s.id in ids)
+            return "\n\n".join(s.text or render_skill(s) for s in shown)
         blocks = []
         for heading, skills in sections:
             lines = [render_skill(s) for s in skills if s.id in ids]

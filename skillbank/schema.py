@@ -13,10 +13,16 @@
         }
       },
       "mistakes": [SKILL, ...],                       # common mistakes and how to avoid them
-      "aliases": {"heat": "pick_heat_then_place_in_recep"}   # optional: other names of a type
+      "aliases": {"heat": "pick_heat_then_place_in_recep"},  # optional: other names of a type
+      "layout": "lines"                               # optional: how retrieved skills are written
     }
 
-    SKILL = {"id": "heat-1", "title": "...", "principle": "...", "when": "..."}
+    SKILL = {"id": "heat-1", "title": "...", "principle": "...", "when": "...", "text": "..."}
+
+`layout` "lines" (the default) writes each skill as one line under its section's heading;
+"verbatim" writes each skill's optional `text` as it is (its line when it has none), blocks
+separated by a blank line and no headings: how the reference SDAR code gives its markdown skill
+files to the teacher (banks imported from an SDAR skill folder use it).
 
 Ids are unique across the whole bank, except that one skill (same id, same text) may be listed
 under several task types. `validate` reports every problem with its location
@@ -31,7 +37,9 @@ from typing import Any
 FORMAT = "sdar-skillbank"
 VERSION = 1
 SKILL_FIELDS = ("id", "title", "principle", "when")
+OPTIONAL_SKILL_FIELDS = ("text",)
 SECTIONS = ("general", "task_types", "mistakes")
+LAYOUTS = ("lines", "verbatim")
 
 
 class SkillBankError(ValueError):
@@ -52,9 +60,11 @@ class Skill:
     title: str
     principle: str
     when: str
+    text: str = ""  # the skill as written in its source (verbatim layout), if the bank keeps it
 
     def to_dict(self) -> dict[str, str]:
-        return {"id": self.id, "title": self.title, "principle": self.principle, "when": self.when}
+        data = {"id": self.id, "title": self.title, "principle": self.principle, "when": self.when}
+        return {**data, "text": self.text} if self.text else data
 
 
 @dataclass(frozen=True)
@@ -75,6 +85,7 @@ class BankSpec:
     mistakes: tuple[Skill, ...]
     aliases: dict[str, str] = field(default_factory=dict)
     description: str = ""
+    layout: str = "lines"
 
     def all_skills(self) -> list[Skill]:
         """Every distinct skill: general, then each task type's, then mistakes (the bank's fixed order)."""
@@ -100,6 +111,8 @@ class BankSpec:
         data["mistakes"] = [s.to_dict() for s in self.mistakes]
         if self.aliases:
             data["aliases"] = dict(self.aliases)
+        if self.layout != "lines":
+            data["layout"] = self.layout
         return data
 
 
@@ -120,10 +133,13 @@ def validate(data: Any, source: str = "<skill bank>") -> BankSpec:
     problems += [f"aliases[{a!r}]: {t!r} is not a key of 'task_types'" for a, t in aliases.items() if t not in groups]
     if not general and not mistakes and not any(g.skills for g in groups.values()):
         problems.append("the bank holds no skills at all")
+    layout = data.get("layout", "lines")
+    if layout not in LAYOUTS:
+        problems.append(f"key 'layout': expected one of {list(LAYOUTS)}, found {layout!r}")
     if problems:
         raise SkillBankError(source, problems)
     description = str(data.get("description", ""))
-    return BankSpec(name, tuple(general), groups, tuple(mistakes), dict(aliases), description)
+    return BankSpec(name, tuple(general), groups, tuple(mistakes), dict(aliases), description, layout)
 
 
 def _check_header(data: dict[str, Any], problems: list[str]) -> str:
@@ -135,9 +151,10 @@ def _check_header(data: dict[str, Any], problems: list[str]) -> str:
     if not isinstance(name, str) or not name.strip():
         problems.append("key 'name': expected a non-empty string")
         name = ""
-    unknown = sorted(set(data) - {"format", "version", "name", "description", "aliases", *SECTIONS})
+    unknown = sorted(set(data) - {"format", "version", "name", "description", "aliases", "layout", *SECTIONS})
     if unknown:
-        problems.append(f"unknown key(s) {unknown}; allowed: format, version, name, description, aliases, {SECTIONS}")
+        problems.append(f"unknown key(s) {unknown}; allowed: format, version, name, description, aliases, layout, "
+                        f"{SECTIONS}")
     return name.strip()
 
 
@@ -181,12 +198,17 @@ def _skills(raw: Any, where: str, problems: list[str], seen: dict[str, tuple[str
             elif not isinstance(item[key], str) or not item[key].strip():
                 problems.append(f"{here}.{key}: expected a non-empty string, found {item[key]!r}")
                 bad = True
-        extra = sorted(set(item) - set(SKILL_FIELDS))
+        extra = sorted(set(item) - set(SKILL_FIELDS) - set(OPTIONAL_SKILL_FIELDS))
         if extra:
-            problems.append(f"{here}: unknown field(s) {extra}; a skill has {list(SKILL_FIELDS)}")
+            problems.append(f"{here}: unknown field(s) {extra}; a skill has {list(SKILL_FIELDS)} and optionally "
+                            f"{list(OPTIONAL_SKILL_FIELDS)}")
+        if "text" in item and not isinstance(item["text"], str):
+            problems.append(f"{here}.text: expected a string, found {type(item['text']).__name__}")
+            bad = True
         if bad:
             continue
-        skill = Skill(item["id"].strip(), item["title"].strip(), item["principle"].strip(), item["when"].strip())
+        skill = Skill(item["id"].strip(), item["title"].strip(), item["principle"].strip(), item["when"].strip(),
+                      item.get("text", "").strip())
         if skill.id in seen:
             first_where, first = seen[skill.id]
             shared = first == skill and first_where.startswith("task_types") and here.startswith("task_types")

@@ -49,13 +49,18 @@ def run_train(tmp_path, games, name, *extra, steps=2):
 
 
 def run_preset(tmp_path, preset, name, *extra):
-    """Two steps of a paper preset, shrunk to the tiny model and a 2 x 2 batch of 2-turn episodes."""
+    """Two steps of a paper preset, shrunk to the tiny model and a 2 x 2 batch of 2-turn episodes.
+
+    The teacher's skills come from the env's own bank (the presets name SDAR's folder, which a test
+    machine may not have).
+    """
     from sdar_agent.config import load_config
 
     return train_and_compare(load_config(preset, [
-        "model.name=tiny", "model.dtype=float32", "model.gradient_checkpointing=false", f"output_dir={tmp_path}",
-        f"name={name}", "steps=2", "save_every=2", "val_every=2", "val_tasks=2", "rollout.tasks_per_step=2",
-        "rollout.group_size=2", "rollout.max_response_tokens=8", "rollout.max_prompt_tokens=1024", "env.max_turns=2",
+        "model.name=tiny", "model.compute_dtype=float32", "model.gradient_checkpointing=false", "skills.bank=",
+        f"output_dir={tmp_path}", f"name={name}", "steps=2", "save_every=2", "val_every=2", "val_tasks=2",
+        "rollout.tasks_per_step=2", "rollout.group_size=2", "rollout.max_response_tokens=8",
+        "rollout.max_prompt_tokens=1024", "env.max_turns=2",
         "log.progress=false", "log.tensorboard=false", "algo.lr=1e-3", "algo.micro_batch_size=4",
         "skills.budget_tokens=128", *extra,
     ]))

@@ -97,9 +97,12 @@ def test_skill_sd_by_hand():
     # l = log 2; k3 = exp(-l) - 1 + l = 0.5 - 1 + log 2; ratio exp(0) = 1
     loss = skill_sd_loss(logp, teacher, logp, torch.ones(1, 1))
     assert loss.item() == pytest.approx(0.5 - 1 + math.log(2))
-    # ratio exp(1) clipped to 1.2
-    loss = skill_sd_loss(logp, teacher, logp - 1.0, torch.ones(1, 1), clip=0.2)
-    assert loss.item() == pytest.approx(1.2 * (0.5 - 1 + math.log(2)))
+    # ratio exp(1), not clipped (the reference's importance weight)
+    loss = skill_sd_loss(logp, teacher, logp - 1.0, torch.ones(1, 1))
+    assert loss.item() == pytest.approx(math.e * (0.5 - 1 + math.log(2)), rel=1e-6)
+    # ... but its log is capped at 10
+    assert skill_sd_loss(logp, teacher, logp - 50.0, torch.ones(1, 1)).item() == pytest.approx(
+        math.exp(10) * (0.5 - 1 + math.log(2)), rel=1e-5)
     assert skill_sd_loss(teacher, teacher, teacher, torch.ones(1, 1)).item() == 0.0  # k3(0) = 0
 
 
@@ -111,4 +114,5 @@ def test_rlsd_token_advantages_by_hand():
     expected = torch.tensor([[0.5 + 0.5 * 1.1, 0.5 + 0.5 * 1.2], [-(0.5 + 0.5 / 1.1), -(0.5 + 0.5 * 0.8)]])
     assert torch.allclose(adv, expected)
     assert torch.allclose(rlsd_advantages(torch.tensor([3.0]), logp[:1], teacher[:1], lam=0.0), torch.full((1, 2), 3.0))
-    assert [rlsd_lambda_at(s) for s in (0, 50, 100, 150)] == [0.5, 0.25, 0.0, 0.0]
+    # steps count from 1, as the reference's global step: the first update already uses 0.495
+    assert [rlsd_lambda_at(s) for s in (1, 50, 99, 100, 150)] == pytest.approx([0.495, 0.25, 0.005, 0.0, 0.0])

@@ -83,7 +83,7 @@ def test_grpo_groups_are_independent_and_penalties_count():
     assert adv[0] > adv[1] > 0 > adv[2]  # the invalid turn gets less than its valid sibling
     assert torch.allclose(adv[3:], torch.zeros(2))  # equal returns: no signal
     single = grpo_advantages(torch.tensor([4.0]), torch.tensor([0]), torch.tensor([0]))
-    assert single.item() == 0.0
+    assert single.item() == pytest.approx(4.0 / (1 + 1e-6))  # a group of one: mean 0, std 1 (the reference)
 
 
 def test_grpo_rejects_mismatched_shapes():

@@ -90,7 +90,7 @@ def test_overrides_apply_with_types():
         ("algo.lr=fast", r"algo.lr='fast' has the wrong type: expected float"),
         ("rollout.group_size=0", r"rollout.group_size=0 is invalid: expected >= 1"),
         ("algo.advantage_norm=batch", r"expected one of \['step', 'trajectory'\]"),
-        ("env.val_split=train", "validation must use a held-out split"),
+        ("env.val_splits=[valid_seen,train]", "must name held-out splits"),
         ("model=tiny", "model is a section"),
         ("steps", None),
         ("rollout.temperature=0", "expected > 0"),

@@ -131,23 +131,68 @@ def test_skillrl_import_errors_name_the_entry(tmp_path):
         SkillBank.load(path)
 
 
-def test_imports_sdar_skill_folder(tmp_path):
-    (tmp_path / "explore.md").write_text("# Explore\n\nVisit each receptacle once.\n\nWhen to apply: searching.\n")
-    (tmp_path / "microwave.md").write_text("# Use the microwave\nHeat the held object with it.\n")
-    repeat = "# Repeating actions\n**When to apply:** after a failure\nChange the command.\n"
-    (tmp_path / "repeat.md").write_text(repeat)
-    mapping = {"general": ["explore.md"], "pick_heat_then_place_in_recep": ["microwave", "explore.md"],
-               "pick_cool_then_place_in_recep": ["microwave.md"], "common_mistakes": ["repeat.md"]}
-    (tmp_path / "skill_mapping.json").write_text(json.dumps(mapping))
+def write_sdar_folder(folder, mapping):
+    (folder / "general_skills.md").write_text("### GENERAL SKILLS ###\n\n1. Explore: visit each receptacle once.\n")
+    (folder / "heat.md").write_text("### TASK: heat ###\n\n1. Open then heat: open the microwave first.\n")
+    (folder / "skill_mapping.json").write_text(json.dumps(mapping))
+
+
+SDAR_MAPPING = {"skill_files": {"general_skills": "general_skills.md", "heat": "heat.md"},
+                "task_to_skill": {"pick_heat_then_place_in_recep": "heat", "heat": "heat"},
+                "task_keywords": {"pick_heat_then_place_in_recep": ["heat", "hot"]}}
+
+
+def test_imports_an_sdar_skill_folder_in_the_reference_layout(tmp_path):
+    write_sdar_folder(tmp_path, SDAR_MAPPING)
     bank = SkillBank.load(tmp_path)
-    assert bank.spec.general[0] == Skill("explore", "Explore", "Visit each receptacle once.", "searching.")
-    assert [s.id for s in bank.spec.task_types["pick_heat_then_place_in_recep"].skills] == ["microwave"]
-    assert bank.spec.mistakes[0].when == "after a failure"
-    assert [s.id for s in bank.spec.all_skills()] == ["explore", "microwave", "repeat"]
-    mapping["general"].append("missing.md")
-    (tmp_path / "skill_mapping.json").write_text(json.dumps(mapping))
-    with pytest.raises(SkillBankError, match=r"skill_mapping.json\['general'\]\[1\]: missing.md does not exist"):
+    assert bank.spec.layout == "verbatim" and [s.id for s in bank.spec.general] == ["general_skills"]
+    heat = bank.spec.task_types["pick_heat_then_place_in_recep"]
+    assert heat.keywords == ("heat", "hot") and heat.skills[0].title == "TASK: heat"
+    assert bank.spec.task_types["heat"].skills == heat.skills  # one file may serve several task types
+    got = bank.retrieve("pick_heat_then_place_in_recep")
+    # the reference's teacher text: general_skills.md, a blank line, the task type's file, both verbatim
+    assert got.text == (tmp_path / "general_skills.md").read_text().strip() + "\n\n" + (
+        tmp_path / "heat.md").read_text().strip()
+    assert bank.retrieve(None, task="put a hot mug in the cabinet").task_type == "pick_heat_then_place_in_recep"
+
+
+@pytest.mark.parametrize("mapping, message", [
+    ({"skill_files": ["heat.md"], "task_to_skill": {}}, r"\['skill_files'\]: expected an object of skill name"),
+    ({"skill_files": {"heat": "heat.md"}}, r"\['task_to_skill'\]: expected an object of task type -> skill name"),
+    ({"skill_files": {"heat": "nope.md"}, "task_to_skill": {}}, r"nope.md does not exist"),
+    ({"skill_files": {"heat": "heat.md"}, "task_to_skill": {"x": "cool"}}, r"'cool' is not a key of 'skill_files'"),
+    ({"skill_files": {"heat": "heat.md"}, "task_to_skill": {}, "task_keywords": {"x": "hot"}},
+     r"\['task_keywords'\]: expected an object of task type -> list of keywords"),
+])
+def test_malformed_sdar_folders_name_the_key(tmp_path, mapping, message):
+    write_sdar_folder(tmp_path, mapping)
+    with pytest.raises(SkillBankError, match=message):
         SkillBank.load(tmp_path)
+
+
+@pytest.mark.parametrize("env, task_type, skill", [
+    ("alfworld", "pick_heat_then_place_in_recep", "heat"), ("alfworld", "pick_and_place_simple", "pick_and_place"),
+    ("alfworld", "pick_two_obj_and_place", "pick_and_place"), ("search", "nq", "direct_retrieval"),
+    ("search", "hotpotqa", "multi_hop_reasoning"), ("search", "popqa", "entity_attribute_lookup"),
+    ("search", "comparison", "compare"), ("webshop", "apparel", "apparel"),
+])
+def test_the_official_sdar_folders_import_and_retrieve_as_the_reference(env, task_type, skill, monkeypatch):
+    from tests.conftest import shared_path
+
+    root = shared_path("sdar_skills")
+    monkeypatch.setenv("SDAR_SKILLS_DIR", str(root))
+    bank = SkillBank.load(f"sdar:{env}")
+    got = bank.retrieve(task_type, budget=100_000)
+    mapping = json.loads((root / env / "skill_mapping.json").read_text())
+    files = [mapping["skill_files"]["general_skills"], mapping["skill_files"][skill]]
+    assert got.ids == ("general_skills", skill)
+    assert got.text == "\n\n".join((root / env / f).read_text(encoding="utf-8").strip() for f in files)
+
+
+def test_official_folder_needs_its_location(monkeypatch):
+    monkeypatch.delenv("SDAR_SKILLS_DIR", raising=False)
+    with pytest.raises(FileNotFoundError, match="set \\$SDAR_SKILLS_DIR"):
+        SkillBank.load("sdar:alfworld")
 
 
 # ------------------------------------------------------------------ retrieval
