@@ -79,10 +79,15 @@ class ModelConfig:
     lora_rank: int = option(0, at_least(0))
     """LoRA rank through peft; 0 trains all weights."""
     lora_alpha: int = 32
+    """LoRA scaling numerator (scale = lora_alpha / lora_rank)."""
     lora_dropout: float = option(0.0, between(0, 1, closed="[)"))
+    """Dropout on the LoRA branch."""
     lora_target_modules: list[str] = option(factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
+    """Module names that get LoRA adapters."""
     gradient_checkpointing: bool = False
+    """Recompute activations in backward: less memory, about a third more compute."""
     trust_remote_code: bool = False
+    """Allow a Hub model's own modelling code (transformers' trust_remote_code)."""
 
 
 @dataclass
@@ -92,6 +97,7 @@ class EnvConfig:
     id: str = "sdar/ALFWorld-v0"
     """A registered env id (its module prefix, e.g. `sdar_envs:`, is added when missing)."""
     split: str = "train"
+    """The split rollouts are played on."""
     val_splits: list[str] = option(factory=lambda: ["valid_unseen"])
     """Held-out splits to validate on; metrics `val/<key>` are the first split's and, with several,
     `val/<split>/<key>` each split's (the ALFWorld paper presets: valid_seen and valid_unseen)."""
@@ -114,9 +120,13 @@ class RolloutConfig:
     group_size: int = option(8, at_least(1))
     """Rollouts per task: GRPO's group."""
     max_prompt_tokens: int = option(2048, at_least(16))
+    """Longest prompt; older history is left out first, then the prompt is cut from the left."""
     max_response_tokens: int = option(512, at_least(1))
+    """Most generated tokens per turn."""
     temperature: float = option(1.0, above(0))
+    """Sampling temperature of rollouts (the reference: 1.0)."""
     top_p: float = option(1.0, between(0, 1, closed="(]"))
+    """Nucleus sampling; 1.0 is off."""
     top_k: int = option(0, at_least(0))
     """0: no top-k filter."""
     history_length: int = option(2, at_least(0))
@@ -141,6 +151,7 @@ class SkillsConfig:
     bank: str = ""
     """A bundled bank name, a bank file or an SDAR skill folder; empty: the env's own bank."""
     strategy: Literal["keyword", "full", "random", "ucb"] = "keyword"
+    """How skills are chosen (see `skillbank.retrieval`)."""
     k: int = option(0, at_least(0))
     """Skills to retrieve (see SkillBank.retrieve); 0: the strategy's default."""
     budget_tokens: int = option(512, at_least(0))
@@ -159,7 +170,9 @@ class AlgoConfig:
     name: Literal["grpo", "sdar", "opsd", "grpo_opsd", "skill_grpo", "skill_sd", "rlsd"] = "grpo"
     """See `sdar_agent.objective.ALGORITHMS`: all run on one loop."""
     lr: float = option(1e-6, between(0, 1, closed="()"))
+    """AdamW learning rate (the reference: 1e-6)."""
     weight_decay: float = option(0.0, at_least(0))
+    """AdamW's decoupled weight decay (the reference: 0.01)."""
     clip_eps: float = option(0.2, between(0, 1, closed="()"))
     """PPO clip range (lower side; and upper side unless `clip_eps_high` is set)."""
     clip_eps_high: float = option(0.0, between(0, 10, closed="[)"))
@@ -175,7 +188,9 @@ class AlgoConfig:
     advantage_norm: Literal["step", "trajectory"] = "step"
     """GRPO statistics over the group's step samples (verl-agent) or over its episodes."""
     norm_by_std: bool = True
+    """Divide by the group's std (GRPO); False keeps only the mean subtracted (Dr. GRPO)."""
     max_grad_norm: float = option(1.0, above(0))
+    """Gradient norm clip before each AdamW step."""
     micro_batch_size: int = option(4, at_least(1))
     """Samples per forward/backward; gradients accumulate over a mini-batch."""
     mini_batch_size: int = option(0, at_least(0))
@@ -184,6 +199,7 @@ class AlgoConfig:
     mini_batches: int = option(1, at_least(1))
     """Optimizer steps per rollout batch when `mini_batch_size` is 0."""
     epochs: int = option(1, at_least(1))
+    """Passes over each rollout batch."""
     sdar_lambda: float = option(0.01, at_least(0))
     """lambda: weight of the distillation term in sdar / grpo_opsd / opsd (SDAR paper: 0.01)."""
     sdar_beta: float = option(5.0, at_least(0))
@@ -200,7 +216,9 @@ class AlgoConfig:
     """RLSD's mixing weight, decayed linearly to 0 over `rlsd_decay_steps` counted from the first
     step as 1 (0.5 / 100, the reference's schedule)."""
     rlsd_decay_steps: int = option(100, at_least(0))
+    """Steps over which RLSD's lambda decays to 0."""
     rlsd_clip: float = option(0.2, between(0, 1, closed="()"))
+    """RLSD's token weights are clipped to [1 - clip, 1 + clip]."""
 
 
 @dataclass
@@ -208,8 +226,11 @@ class LogConfig:
     """What the run writes besides metrics.jsonl."""
 
     tensorboard: bool = True
+    """Write TensorBoard scalars to <run>/tensorboard/."""
     plot: bool = True
+    """Draw <run>/curves.png at the end."""
     progress: bool = True
+    """Show a progress bar."""
 
 
 @dataclass
@@ -219,14 +240,19 @@ class TrainConfig:
     name: str = "run"
     """Run name: outputs go to `<output_dir>/<name>/`."""
     seed: int = option(0, at_least(0))
+    """Seeds python, numpy, torch, task draws and env resets (seed + rank per process)."""
     steps: int = option(150, at_least(1))
+    """Training steps (each: rollouts, then the update)."""
     output_dir: str = "runs"
+    """Folder that holds the run folders."""
     save_every: int = option(50, at_least(0))
     """Checkpoint every N steps (and at the end, and on Ctrl-C); 0 only at the end."""
     val_every: int = option(25, at_least(0))
     """Validate every N steps on `env.val_splits` (and at the end); 0 never."""
     val_tasks: int = option(32, at_least(1))
+    """Tasks per validation split, one rollout each, spread evenly over the split."""
     val_temperature: float = option(0.4, at_least(0))
+    """Sampling temperature of validation (0: greedy; the reference: 0.4)."""
     resume: str = ""
     """A checkpoint folder (or a run folder: its latest checkpoint) to continue from."""
     model: ModelConfig = option(factory=ModelConfig)
@@ -294,9 +320,11 @@ def read_preset(preset: str, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
         chain = " -> ".join(str(p) for p in (*_seen, path))
         raise ConfigError(f"presets extend each other in a circle: {chain}.")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as err:
         raise ConfigError(f"{path}: not valid YAML ({err}).") from None
+    if raw is None:
+        raise ConfigError(f"{path} is empty: expected a mapping of config keys (e.g. `name: my-run`).")
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of config keys at the top level.")
     base = raw.pop("base", None)
@@ -433,3 +461,42 @@ def parse_command_line(args: Sequence[str], own_keys: Sequence[str] = ()) -> Com
         else:
             overrides.append(arg)
     return CommandLine(presets[0] if presets else "demo", overrides, own)
+
+
+# ------------------------------------------------------------------------------ help
+def field_docs(cls: type) -> dict[str, str]:
+    """The docstring written under each field of a config dataclass, read from its source."""
+    import ast
+    import inspect
+    import textwrap
+
+    body = ast.parse(textwrap.dedent(inspect.getsource(cls))).body[0].body
+    docs = {}
+    for node, after in zip(body, [*body[1:], None], strict=True):
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and isinstance(after, ast.Expr):
+            value = after.value
+            if isinstance(value, ast.Constant) and isinstance(value.value, str):
+                docs[node.target.id] = " ".join(value.value.split())
+    return docs
+
+
+def describe_config(width: int = 110) -> str:
+    """Every config key with its default and the first sentence of its doc, section by section."""
+    lines: list[str] = []
+
+    def walk(cls: type, obj: Any, prefix: str) -> None:
+        docs = field_docs(cls)
+        scalars = [f for f in dataclasses.fields(cls) if not dataclasses.is_dataclass(getattr(obj, f.name))]
+        if scalars:
+            lines.append(f"\n{prefix.rstrip('.') or 'run'}:  {(cls.__doc__ or '').strip().splitlines()[0]}")
+        for f in scalars:
+            doc = docs.get(f.name, "").split(". ")[0].rstrip(".")
+            entry = f"  {prefix}{f.name}={getattr(obj, f.name)!r}"
+            lines.append(entry if not doc else f"{entry}  {doc}"[:width])
+        for f in dataclasses.fields(cls):
+            value = getattr(obj, f.name)
+            if dataclasses.is_dataclass(value):
+                walk(type(value), value, f"{prefix}{f.name}.")
+
+    walk(TrainConfig, TrainConfig(), "")
+    return "\n".join(lines)

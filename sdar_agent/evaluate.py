@@ -4,9 +4,9 @@
     python -m sdar_agent.evaluate demo checkpoint=runs/demo/final split=valid_unseen tasks=12
 
 Takes a preset and `key=value` overrides like `sdar_agent.train`, plus three keys of its own:
-`checkpoint` (a `final/` folder or a training checkpoint), `split` (default: the preset's
-the first of `env.val_splits`) and `tasks` (default: the preset's `val_tasks`). Writes `eval.json` beside the
-checkpoint (or in the run folder) and prints a table.
+`checkpoint` (a `final/` folder or a training checkpoint), `split` (default: the first of the
+preset's `env.val_splits`) and `tasks` (default: the preset's `val_tasks`). Checks all of it before
+anything loads; writes `eval.json` beside the checkpoint (or in the run folder) and prints a table.
 """
 
 from __future__ import annotations
@@ -54,6 +54,16 @@ def evaluate_policy(generate: Generator, tokenizer: Any, pool: EnvPool, template
     return episodes
 
 
+def _positive_int(value: object, key: str) -> int:
+    try:
+        number = int(str(value))
+    except ValueError:
+        raise ConfigError(f"{key}={value!r}: expected a whole number >= 1.") from None
+    if number < 1:
+        raise ConfigError(f"{key}={number}: expected >= 1.")
+    return number
+
+
 def _load_weights(model: Any, checkpoint: Path) -> None:
     """Weights from a training checkpoint (accelerate's model.safetensors) into `model`."""
     from safetensors.torch import load_file
@@ -73,23 +83,28 @@ def main(argv: list[str] | None = None) -> int:
     """Command line entry point; returns the exit status."""
     from sdar_agent.generation import HFGenerator
     from sdar_agent.models import compute_dtype, load_policy, load_tokenizer, pick_device
+    from sdar_agent.preflight import check_runnable
     from sdar_agent.prompts import template_for
     from sdar_agent.tracking import episode_summary
+    from sdar_agent.train import usage
 
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if any(a in ("-h", "--help") for a in argv):
+        print(usage(__doc__))
+        return 0
     try:
-        args = parse_command_line(list(sys.argv[1:] if argv is None else argv), OWN_KEYS)
+        args = parse_command_line(argv, OWN_KEYS)
         cfg = load_config(args.preset, args.overrides)
-        tasks = int(args.own.get("tasks", cfg.val_tasks))
-        if tasks < 1:
-            raise ConfigError(f"tasks={tasks}: expected >= 1.")
-    except (ConfigError, ValueError) as err:
+        tasks = _positive_int(args.own.get("tasks", cfg.val_tasks), "tasks")
+        split = args.own.get("split", cfg.env.val_splits[0])
+        check_runnable(cfg, splits=[split], checkpoint=args.own.get("checkpoint"))
+    except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     checkpoint = Path(args.own["checkpoint"]) if "checkpoint" in args.own else None
     if checkpoint is not None and (checkpoint / "config.json").is_file():
         cfg.model.name, cfg.model.lora_rank = str(checkpoint), 0  # a saved HF model
     adapter = checkpoint is not None and (checkpoint / "adapter_config.json").is_file()
-    split = args.own.get("split", cfg.env.val_splits[0])
     tokenizer = load_tokenizer(cfg.model)
     device = pick_device(cfg.model)
     model, _ = load_policy(cfg.model, device, tokenizer)
@@ -100,6 +115,10 @@ def main(argv: list[str] | None = None) -> int:
     elif checkpoint is not None and not (checkpoint / "config.json").is_file():
         _load_weights(model, checkpoint)
     pool = EnvPool.from_config(cfg.env, split, min(tasks, 16))
+    available = len(pool.call("task_ids"))
+    if tasks > available:
+        print(f"note: split {split!r} of {cfg.env.id} holds {available} tasks; evaluating all {available} "
+              f"(tasks={tasks} asked for more)")
     try:
         generator = HFGenerator(model, tokenizer, cfg.rollout.generation_batch_size, compute_dtype(cfg.model, device))
         episodes = evaluate_policy(generator, tokenizer, pool,

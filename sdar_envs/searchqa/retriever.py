@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sdar_envs.lucene import Bm25Searcher, build_index, iter_jsonl
-from sdar_envs.searchqa.data import QAFormatError, split_title
+from sdar_envs.lucene import Bm25Searcher, build_index
+from sdar_envs.searchqa.data import QAFormatError, iter_corpus, split_title
 
 
 @dataclass(frozen=True)
@@ -65,13 +65,7 @@ class Bm25Retriever:
         stat = path.stat()
         key = hashlib.sha256(f"{path}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:16]
 
-        def docs():
-            for i, row in enumerate(iter_jsonl(path)):
-                if not isinstance(row, dict) or "contents" not in row:
-                    raise QAFormatError(f"{path}, row {i}: expected {{'id', 'contents'}}.")
-                yield {"id": str(row.get("id", i)), "contents": str(row["contents"])}
-
-        return cls(build_index(f"searchqa-{path.stem}", docs(), key=key, store_raw=True), **kwargs)
+        return cls(build_index(f"searchqa-{path.stem}", iter_corpus(path), key=key, store_raw=True), **kwargs)
 
     @classmethod
     def from_documents(cls, name: str, docs: Sequence[dict[str, str]], **kwargs) -> Bm25Retriever:
@@ -167,13 +161,21 @@ _LOCK = threading.Lock()
 
 
 def get_retriever(
-    corpus: str | None = None, index_dir: str | None = None, dense_index: str | None = None, encoder: str | None = None
+    corpus: str | None = None, index_dir: str | None = None, dense_index: str | None = None, encoder: str | None = None,
+    prebuilt_index: str | None = None,
 ) -> Any:
     """The process's retriever, built once per configuration.
 
-    BM25 over a corpus file, an index, or (neither) the embedded corpus; with `dense_index` and
-    `encoder`, dense retrieval whose passage texts come from that BM25 index.
+    BM25 over a corpus file, an index folder, a Pyserini prebuilt index by name (e.g.
+    `wikipedia-dpr-100w`: from Pyserini's cache, or downloaded), or (none) the embedded corpus; with
+    `dense_index` and `encoder`, dense retrieval whose passage texts come from that BM25 index.
     """
+    if sum(x is not None for x in (corpus, index_dir, prebuilt_index)) > 1:
+        raise ValueError("give at most one of corpus=, index_dir=, prebuilt_index=.")
+    if prebuilt_index:
+        from sdar_envs.lucene import prebuilt_index_dir
+
+        index_dir = str(prebuilt_index_dir(prebuilt_index))
     if dense_index or encoder:
         if not (dense_index and encoder):
             raise ValueError("dense retrieval needs both dense_index= (a Faiss index folder) and encoder= (a model).")

@@ -3,6 +3,7 @@
     python -m sdar_envs.searchqa.server --port 8000                       # the embedded corpus
     python -m sdar_envs.searchqa.server --corpus wiki-18.jsonl --port 8000
     python -m sdar_envs.searchqa.server --index indexes/wiki18 --threads 32
+    python -m sdar_envs.searchqa.server --prebuilt-index wikipedia-dpr-100w   # Pyserini's wiki-18 BM25
 
 binds 127.0.0.1 by default and serves with waitress. `POST /retrieve` takes either request shape:
 
@@ -160,6 +161,7 @@ def main(argv: list[str] | None = None) -> None:
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--corpus", help="a wiki-18 style JSON-lines corpus (indexed on first use)")
     source.add_argument("--index", help="an existing Lucene index directory")
+    source.add_argument("--prebuilt-index", help="a Pyserini prebuilt index name, e.g. wikipedia-dpr-100w")
     parser.add_argument("--dense-index", help="a Pyserini Faiss index (dense retrieval; texts from --corpus/--index)")
     parser.add_argument("--encoder", help="the dense index's local query encoder folder")
     parser.add_argument("--topk", type=int, default=3, help="default topk when a request gives none")
@@ -173,7 +175,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    retriever = get_retriever(args.corpus, args.index, args.dense_index, args.encoder)
+    retriever = get_retriever(args.corpus, args.index, args.dense_index, args.encoder, args.prebuilt_index)
     app = create_app(retriever, topk=args.topk, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms)
     from waitress import serve
 

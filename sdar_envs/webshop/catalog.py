@@ -21,7 +21,6 @@ split test = [0, 500), valid = [500, 1500), train = the rest (for fewer than 200
 from __future__ import annotations
 
 import itertools
-import json
 import random
 import re
 from collections import defaultdict
@@ -30,6 +29,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
+
+from sdar_envs.datafiles import iter_json_lines, read_json, require
 
 SPLITS = ("train", "valid", "test")
 SPLIT_SEED = 233
@@ -296,20 +297,22 @@ def weigh_and_shuffle(goals: list[Goal]) -> list[Goal]:
 
 
 # ---------------------------------------------------------------------------- real data
-def _read_json(path: Path) -> Any:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except json.JSONDecodeError as e:
-        raise CatalogError(f"{path}: not valid JSON ({e.msg} at line {e.lineno}).") from None
+HUMAN_GOALS_HINT = (
+    "WebShop's items_human_ins.json maps each product's asin to its human instructions; a JSON list (the "
+    "shape of human_goals.json, instructions without products) cannot be used as goals"
+)
 
 
 def _read_products(data_dir: Path) -> tuple[list[Mapping[str, Any]], dict[str, str]]:
+    """The product records (each checked for an `asin`) and any indexed contents."""
     raw_files = sorted(data_dir.glob("items_shuffle*.json"))
     if raw_files:
-        records = _read_json(raw_files[0])
-        if not isinstance(records, list):
-            raise CatalogError(f"{raw_files[0]}: expected a JSON list of products.")
+        records = read_json(raw_files[0], list, CatalogError, "products (WebShop's items_shuffle)")
+        for i, record in enumerate(records):
+            if not isinstance(record, Mapping):
+                raise CatalogError(f"{raw_files[0]}, product #{i}: expected a product object, found "
+                                   f"{type(record).__name__}.")
+            _check_asin(record, f"{raw_files[0]}, product #{i}")
         return records, {}
     jsonl_files = sorted(data_dir.glob("*.jsonl"))
     if not jsonl_files:
@@ -318,15 +321,52 @@ def _read_products(data_dir: Path) -> tuple[list[Mapping[str, Any]], dict[str, s
             "or a JSON-lines file of {'id', 'contents', 'product'} rows (the engine's processed form)."
         )
     records, contents = [], {}
-    from sdar_envs.lucene import iter_jsonl
-
-    for row in iter_jsonl(jsonl_files[0]):
-        if not isinstance(row, Mapping) or not isinstance(row.get("product"), Mapping):
-            raise CatalogError(f"{jsonl_files[0]}: every row needs a 'product' object (got keys {list(row)[:5]}).")
-        records.append(row["product"])
+    for number, row in iter_json_lines(jsonl_files[0], CatalogError, "{'id', 'contents', 'product'}"):
+        where = f"{jsonl_files[0]}, line {number}"
+        product = require(row, "product", Mapping, where, CatalogError, "the product record")
+        _check_asin(product, f"{where}: product")
+        records.append(product)
         if row.get("contents"):
-            contents[str(row["product"].get("asin", row.get("id")))] = str(row["contents"])
+            contents[str(product["asin"])] = str(row["contents"])
     return records, contents
+
+
+def _check_asin(record: Mapping[str, Any], where: str) -> None:
+    if not isinstance(record.get("asin"), (str, int)) or isinstance(record.get("asin"), bool):
+        raise CatalogError(f"{where}: needs an 'asin' string (keys: {sorted(record)[:8]}).")
+
+
+def _read_instructions(path: Path) -> dict[str, Mapping[str, Any]]:
+    """`items_ins_v2*.json`: asin -> {"instruction", "instruction_attributes", ...} (synthetic goals)."""
+    data = read_json(path, dict, CatalogError, "asin -> {'instruction', 'instruction_attributes'}")
+    for asin, info in data.items():
+        if not isinstance(info, Mapping):
+            raise CatalogError(f"{path}[{asin!r}]: expected an object with 'instruction' and "
+                               f"'instruction_attributes', found {type(info).__name__}.")
+        attributes = info.get("instruction_attributes", [])
+        if not (isinstance(attributes, list) and all(isinstance(a, str) for a in attributes)):
+            raise CatalogError(f"{path}[{asin!r}]['instruction_attributes']: expected a list of strings.")
+    return data
+
+
+def _read_human_goals(path: Path) -> dict[str, list[Mapping[str, Any]]]:
+    """`items_human_ins.json`: asin -> [{"instruction", "instruction_attributes", "instruction_options"}]."""
+    try:
+        data = read_json(path, dict, CatalogError, "asin -> list of human instructions")
+    except CatalogError as err:
+        raise CatalogError(f"{err} ({HUMAN_GOALS_HINT}).") from None
+    for asin, items in data.items():
+        where = f"{path}[{asin!r}]"
+        if not isinstance(items, list):
+            raise CatalogError(f"{where}: expected a list of instruction objects, found {type(items).__name__}.")
+        for n, item in enumerate(items):
+            if not isinstance(item, Mapping):
+                raise CatalogError(f"{where}[{n}]: expected an instruction object, found {type(item).__name__}.")
+            require(item, "instruction", str, f"{where}[{n}]", CatalogError, "the human instruction")
+            for key in ("instruction_attributes", "instruction_options"):
+                if not isinstance(item.get(key, []), list):
+                    raise CatalogError(f"{where}[{n}][{key!r}]: expected a list of strings.")
+    return data
 
 
 def load_real(data_dir: str | Path, *, human: bool = True, num_products: int | None = None) -> Catalog:
@@ -336,15 +376,12 @@ def load_real(data_dir: str | Path, *, human: bool = True, num_products: int | N
         raise CatalogError(f"WebShop data_dir {data_dir} is not a directory.")
     records, contents = _read_products(data_dir)
     ins_files = sorted(data_dir.glob("items_ins_v2*.json"))
-    instructions = _read_json(ins_files[0]) if ins_files else {}
+    instructions = _read_instructions(ins_files[0]) if ins_files else {}
     human_file = data_dir / "items_human_ins.json"
-    human_ins = _read_json(human_file) if human and human_file.exists() else None
+    human_ins = _read_human_goals(human_file) if human and human_file.exists() else None
     products, seen = [], set()
-    for i, record in enumerate(records[:num_products] if num_products else records):
-        try:
-            asin = str(record["asin"])
-        except (KeyError, TypeError):
-            raise CatalogError(f"{data_dir}: product #{i} has no 'asin'.") from None
+    for record in records[:num_products] if num_products else records:
+        asin = str(record["asin"])
         if asin == "nan" or len(asin) > 10 or asin in seen:
             continue
         seen.add(asin)

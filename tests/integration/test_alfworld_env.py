@@ -210,3 +210,28 @@ def test_corrupt_game_file_fails_at_construction(alfworld_games, tmp_path):
     with pytest.raises(GameDataError, match="is not valid JSON") as err:
         ALFWorldEnv(split="valid_seen", data_dir=tmp_path)
     assert str(game_file) in str(err.value)
+
+
+def test_importing_alfworld_never_becomes_the_users_data_setting(monkeypatch):
+    """alfworld/info.py writes ~/.cache/alfworld into $ALFWORLD_DATA on import; later envs must not take it."""
+    import os
+
+    from sdar_agent.workers import EnvPool
+    from sdar_envs.alfworld.data import ALFWORLD_DEFAULT
+
+    assert "ALFWORLD_DATA" not in os.environ  # the conftest unsets it: no data configured
+    env = gym.make("sdar_envs:sdar/ALFWorld-v0", embedded="small")
+    env.reset(seed=0)  # loads alfworld's engine
+    assert "ALFWORLD_DATA" not in os.environ
+    check_env(env.unwrapped)  # re-makes the env from its spec in this process
+    env.close()
+    train = EnvPool("sdar/ALFWorld-v0", {"split": "train", "embedded": "small"}, 1, 3, use_workers=False)
+    val = EnvPool("sdar/ALFWorld-v0", {"split": "valid_unseen", "embedded": "small"}, 1, 3, use_workers=False)
+    assert train.call("task_ids") and val.call("task_ids")
+    train.close()
+    val.close()
+    # a notebook that imported alfworld itself before any env was made
+    monkeypatch.setenv("ALFWORLD_DATA", str(ALFWORLD_DEFAULT))
+    again = gym.make("sdar_envs:sdar/ALFWorld-v0", embedded="small", split="valid_unseen")
+    assert again.unwrapped.num_tasks > 0
+    again.close()

@@ -47,3 +47,24 @@ def test_registered_env_passes_the_checker_and_is_deterministic_under_a_seed(mak
     assert rollout(a, 0)[0][1] != rollout(a, 1)[0][1] or a.unwrapped.num_tasks == 1  # the seed picks the task
     for e in (env, a, b):
         e.close()
+
+
+@pytest.mark.parametrize("env_id", sdar_envs.ENV_IDS)
+def test_both_id_forms_make_the_env(env_id, tmp_path, request):
+    """`import sdar_envs; gym.make("sdar/X-v0")` (the form other env packages use) and the prefix form
+    `gym.make("sdar_envs:sdar/X-v0")` in a fresh interpreter that never imported sdar_envs."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    pytest.importorskip(NEEDS[env_id], reason=f"{env_id}'s engine is not installed (pip install 'sdar[all]')")
+    data = {"ALFWORLD_DATA": str(request.getfixturevalue("alfworld_games"))} if "ALFWorld" in env_id else {}
+    env = {**os.environ, **data}
+    root = Path(__file__).resolve().parents[2]
+    for code in (f"import gymnasium as gym, sdar_envs; e = gym.make({env_id!r}); e.reset(seed=0); print('ok')",
+                 f"import gymnasium as gym, sys; e = gym.make('sdar_envs:{env_id}'); e.reset(seed=0); "
+                 "print('ok' if 'sdar_envs' in sys.modules else 'no')"):
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root, env=env,
+                              timeout=300)
+        assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-2000:]

@@ -147,10 +147,40 @@ def test_env_on_real_questions_needs_and_uses_a_corpus():
     env.close()
 
 
+def test_prebuilt_index_by_name(tmp_path, monkeypatch):
+    """`prebuilt_index=` takes Pyserini's cached index, or says how to get it (no download here)."""
+    import shutil
+
+    from sdar_envs import lucene
+
+    lucene.start_jvm()  # before anything of pyserini's that loads Java classes
+    import pyserini.util
+
+    monkeypatch.setenv("PYSERINI_CACHE", str(tmp_path / "pyserini"))
+    with pytest.raises(FileNotFoundError, match="not one of Pyserini's prebuilt sparse indexes; did you mean"):
+        lucene.prebuilt_index_dir("wikipedia-dpr-100")
+
+    def offline(name, **kwargs):
+        raise ValueError("Unable to download prebuilt index at any known URLs.")
+
+    monkeypatch.setattr(pyserini.util, "download_prebuilt_index", offline)
+    with pytest.raises(FileNotFoundError, match="not in the local Pyserini cache .* could not be downloaded"):
+        SearchQAEnv(questions=str(shared_path("searchqa", "nq_test_17.jsonl")), prebuilt_index="wikipedia-dpr-100w")
+    # the index in Pyserini's cache: a small one standing in for wiki-18, where Pyserini keeps it
+    built = Bm25Retriever.from_corpus(shared_path("searchqa", "wiki18_sample_1000.jsonl")).searcher.index_dir
+    shutil.copytree(built, lucene.prebuilt_cache_path("wikipedia-dpr-100w"))
+    env = gym.make("sdar/SearchQA-v0", questions=str(shared_path("searchqa", "nq_test_17.jsonl")),
+                   prebuilt_index="wikipedia-dpr-100w")
+    env.reset(options={"task_index": 0})
+    obs, *_ = env.step("<search> nobel prize physics </search>")
+    assert obs.count("Doc ") == 3
+    env.close()
+
+
 def test_bad_question_files_say_what_is_wrong(tmp_path):
     bad = tmp_path / "nq_bad.jsonl"
     bad.write_text('{"question": "q", "golden_answers": []}\n')
-    with pytest.raises(QAFormatError, match="non-empty list"):
+    with pytest.raises(QAFormatError, match="'golden_answers' must be a non-empty string or list"):
         load_questions(bad)
     bad.write_text("{oops\n")
     with pytest.raises(QAFormatError, match="line 1: not valid JSON"):

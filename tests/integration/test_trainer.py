@@ -183,3 +183,32 @@ def test_ctrl_c_finishes_the_step_and_checkpoints(tmp_path, alfworld_games):
     checkpoints = sorted((tmp_path / "stop" / "checkpoints").glob("step_*"))
     assert checkpoints and checkpoints[-1].name == f"step_{steps[-1]:06d}" and steps[-1] < 500
     assert "checkpointing" in out and not (tmp_path / "stop" / "final").exists()
+
+
+@pytest.mark.parametrize("cli, args, message", [
+    ("evaluate", ["split=bogus"], "split 'bogus' is not a split of sdar/ALFWorld-v0: expected one of ['train', "),
+    ("train", ["env.id=sdar/Nope-v0"], "env.id='sdar/Nope-v0' is not a registered environment. Did you mean"),
+    ("train", ["alfworld_grpo_qwen2.5-3b"], "'Qwen/Qwen2.5-3B-Instruct' is not in the local Hugging Face cache"),
+    ("train", ["model.name=does/not-exist"], "hf download does/not-exist"),
+    ("evaluate", ["checkpoint=/nonexistent"], "checkpoint='/nonexistent' does not exist"),
+    ("evaluate", ["tasks=0"], "tasks=0: expected >= 1"),
+    ("train", ["resume=/nonexistent"], "resume='/nonexistent' does not exist"),
+])
+def test_clis_check_what_they_can_before_anything_loads(cli, args, message, capsys, monkeypatch):
+    import importlib
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # no Hub lookups from tests
+    main = importlib.import_module(f"sdar_agent.{cli}").main
+    code = main(args)
+    err = capsys.readouterr().err
+    assert code == 2 and message in err, err
+    assert err.count("\n") == 1  # one line, no traceback
+
+
+@pytest.mark.parametrize("cli", ["train", "evaluate"])
+def test_cli_help_lists_presets_and_keys(cli):
+    result = subprocess.run([sys.executable, "-m", f"sdar_agent.{cli}", "--help"], capture_output=True, text=True,
+                            cwd=ROOT, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "presets: " in result.stdout and "demo_webshop" in result.stdout and "algo.lr=1e-06" in result.stdout
+    assert "rollout.group_size=8  Rollouts per task: GRPO's group" in result.stdout

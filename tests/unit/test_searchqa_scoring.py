@@ -1,5 +1,7 @@
 """Search-QA: answer normalisation, EM and F1, action parsing, request validation, the generator."""
 
+import json
+
 import pytest
 
 from sdar_envs.searchqa.scoring import exact_match, normalize_answer, token_f1
@@ -85,3 +87,53 @@ def test_generated_set_is_deterministic_and_shaped():
     assert sum(map(len, splits.values())) == len(a.questions)
     multi = [q for q in a.questions if q["data_source"] == "multi_hop"]
     assert all(len(q["hops"]) == 2 for q in multi)
+
+
+@pytest.mark.parametrize("row, answers", [
+    ({"question": "q?", "golden_answers": ["A", "B"]}, ("A", "B")),  # FlashRAG, Search-R1
+    ({"question": "q?", "answer": "Paris"}, ("Paris",)),  # R1-Searcher, Reflexion
+    ({"question": "q?", "answer": ["x", "y"]}, ("x", "y")),
+    ({"question": "q?", "answers": ["z"]}, ("z",)),
+    ({"question": "q?", "reward_model": {"ground_truth": {"target": ["t"]}}}, ("t",)),
+])
+def test_answer_fields_in_use_are_read(tmp_path, row, answers):
+    from sdar_envs.searchqa.data import load_questions
+
+    path = tmp_path / "hotpotqa_500.jsonl"
+    path.write_text(json.dumps(row) + "\n")
+    assert load_questions(path)[0].golden_answers == answers
+
+
+def test_no_answer_field_names_the_fields_looked_for(tmp_path):
+    from sdar_envs.searchqa.data import QAFormatError, load_questions
+
+    path = tmp_path / "qs.jsonl"
+    path.write_text(json.dumps({"question": "q?", "label": "x"}) + "\n")
+    with pytest.raises(QAFormatError, match=r"qs.jsonl, line 1: no golden answers; looked for \['golden_answers', "
+                                            r"'answers', 'answer', 'reward_model.ground_truth.target'\]"):
+        load_questions(path)
+
+
+@pytest.mark.parametrize("relative, source", [
+    ("hotpotqa_500.jsonl", "hotpotqa"), ("2wiki_500.jsonl", "2wiki"), ("bamboogle.jsonl", "bamboogle"),
+    ("nq_search/test.jsonl", "nq"), ("musique/dev.jsonl", "musique"), ("data/test.jsonl", "data"),
+    ("test/valid.jsonl", "unknown"),
+])
+def test_data_source_from_the_row_then_the_file_or_folder_name(tmp_path, relative, source):
+    from sdar_envs.searchqa.data import load_questions
+
+    path = tmp_path / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"question": "q?", "answer": "a"}) + "\n"
+                    + json.dumps({"question": "q2?", "answer": "b", "data_source": "PopQA"}) + "\n")
+    first, second = load_questions(path)
+    assert first.data_source == source and second.data_source == "popqa"
+
+
+@pytest.mark.parametrize("source, kind", [("2wiki", "multi_hop"), ("hotpot", "multi_hop"), ("musique", "multi_hop"),
+                                          ("bamboogle", "multi_hop"), ("popqa", "entity_attribute"),
+                                          ("triviaqa", "single_hop"), ("nq", "single_hop")])
+def test_the_searchqa_bank_knows_the_data_sources(source, kind):
+    from skillbank import SkillBank
+
+    assert SkillBank.load("searchqa").retrieve(source).task_type == kind

@@ -1,0 +1,150 @@
+"""Checks a run can start, made before any model, env or index loads (one clear line each).
+
+`check_runnable(cfg, ...)` answers in seconds what would otherwise fail minutes later in a
+traceback: an env id that is not registered, a split the env does not have, a model that is
+neither a local folder, an embedded model, `tiny`, nor in the Hugging Face cache (and the Hub
+cannot be reached), a checkpoint or resume folder that is not one, a skill bank that cannot be
+found. Each failure is a `ConfigError` that says what to do; the CLIs print it and exit 2.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import importlib.util
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from sdar_agent.config import ConfigError, ModelConfig, TrainConfig
+
+
+def check_runnable(cfg: TrainConfig, *, splits: Sequence[str] = (), checkpoint: str | None = None,
+                   uses_skills: bool = False) -> None:
+    """Every check below for a run of `cfg` on `splits` (default: its train and validation splits)."""
+    check_env(cfg.env.id, list(splits) or [cfg.env.split, *cfg.env.val_splits])
+    if checkpoint:
+        check_checkpoint(checkpoint)
+    if not (checkpoint and (Path(checkpoint) / "config.json").is_file()):
+        check_model(cfg.model)
+    if cfg.resume:
+        check_resume(cfg.resume)
+    if uses_skills and cfg.skills.bank:
+        check_skill_bank(cfg.skills.bank)
+
+
+def env_class(env_id: str) -> type:
+    """The class registered for `env_id` (its module is imported; the env is not made)."""
+    import gymnasium as gym
+
+    import sdar_envs  # noqa: F401  registers the sdar envs
+
+    module, _, name = env_id.rpartition(":")
+    if module:
+        try:
+            importlib.import_module(module)
+        except ImportError as err:
+            raise ConfigError(f"env.id={env_id!r}: cannot import {module!r} ({err}).") from None
+    if name not in gym.registry:
+        known = sorted(k for k in gym.registry if "/" in k)
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else f" Registered: {known}."
+        raise ConfigError(f"env.id={env_id!r} is not a registered environment.{hint}")
+    entry = gym.spec(name).entry_point
+    if not isinstance(entry, str):
+        return entry
+    module_name, _, attribute = entry.partition(":")
+    try:
+        return getattr(importlib.import_module(module_name), attribute)
+    except ImportError as err:
+        raise ConfigError(f"env.id={env_id!r} needs a package that is not installed ({err}); "
+                          "install the env's extra, e.g. pip install 'sdar[all]'.") from None
+
+
+def check_env(env_id: str, splits: Sequence[str]) -> None:
+    """The env id is registered and each split is one of the env's."""
+    cls = env_class(env_id)
+    known = getattr(cls, "splits", None)
+    for split in splits:
+        if known is not None and split not in known:
+            raise ConfigError(f"split {split!r} is not a split of {env_id}: expected one of {list(known)}.")
+
+
+def check_model(cfg: ModelConfig) -> None:
+    """The model can be loaded here: `tiny`, an embedded model, a local folder, or a Hub id (cached or reachable)."""
+    from sdar_agent.models import EMBEDDED, TINY
+
+    name = cfg.name
+    if name == TINY:
+        return
+    if name.startswith("embedded:"):
+        if name not in EMBEDDED:
+            raise ConfigError(f"model.name={name!r}: the embedded models are {sorted(EMBEDDED)}.")
+        package, _, install = EMBEDDED[name]
+        if importlib.util.find_spec(package) is None:
+            raise ConfigError(f"model.name={name!r} needs the package {package!r}: {install}")
+        return
+    path = Path(name).expanduser()
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise ConfigError(f"model.name={name!r} is a folder without config.json: give a Hugging Face model folder.")
+        return
+    if name.startswith((".", "/", "~")) or name.count("/") > 1:
+        raise ConfigError(f"model.name={name!r}: no such folder.")
+    _check_hub_model(name)
+
+
+def _check_hub_model(name: str) -> None:
+    from huggingface_hub import try_to_load_from_cache
+
+    if isinstance(try_to_load_from_cache(name, "config.json"), str):
+        return
+    how = (f"download it where there is internet (`hf download {name}`) and copy the Hugging Face cache "
+           "(~/.cache/huggingface) here, or give a local model folder as model.name=")
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        raise ConfigError(f"model.name={name!r} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set: "
+                          f"{how}.")
+    from huggingface_hub import model_info
+
+    try:
+        model_info(name, timeout=10)
+    except Exception as err:  # noqa: BLE001 - no network, unknown repo, gated repo ...
+        reason = str(err).splitlines()[0][:160] if str(err) else type(err).__name__
+        raise ConfigError(f"model.name={name!r} is not in the local Hugging Face cache and the Hub cannot give it "
+                          f"({reason}): {how}.") from None
+
+
+def check_checkpoint(checkpoint: str) -> None:
+    """A model folder (`final/`), a LoRA adapter, or a training checkpoint (`checkpoints/step_N/`)."""
+    path = Path(checkpoint)
+    if not path.is_dir():
+        raise ConfigError(f"checkpoint={checkpoint!r} does not exist: give a run's final/ folder or one of its "
+                          "checkpoints/step_N/ folders.")
+    markers = ("config.json", "adapter_config.json")
+    if not any((path / m).is_file() for m in markers) and not any(path.glob("model*.safetensors")):
+        raise ConfigError(f"checkpoint={checkpoint!r} holds no model (no config.json, adapter_config.json or "
+                          "model*.safetensors): give a run's final/ folder or one of its checkpoints/step_N/ folders.")
+
+
+def check_resume(resume: str) -> None:
+    """A run folder with checkpoints, or one checkpoint folder."""
+    path = Path(resume)
+    if not path.is_dir():
+        raise ConfigError(f"resume={resume!r} does not exist: give a run folder (runs/<name>) or a checkpoint folder.")
+    if not (path / "sdar_state.json").is_file() and not any((path / "checkpoints").glob("step_*/sdar_state.json")):
+        raise ConfigError(f"resume={resume!r} holds no checkpoint (no sdar_state.json in it or in its checkpoints/).")
+
+
+def check_skill_bank(bank: str) -> None:
+    """A bundled bank name, a bank file, an SDAR folder, or `sdar:<env>` with $SDAR_SKILLS_DIR set."""
+    from skillbank.bank import BANKS_DIR, OFFICIAL, bundled_banks, official_folder
+
+    if bank.startswith(OFFICIAL):
+        try:
+            official_folder(bank)
+        except FileNotFoundError as err:
+            raise ConfigError(f"skills.bank={bank!r}: {err}") from None
+        return
+    if not Path(bank).exists() and not (BANKS_DIR / f"{bank}.json").is_file():
+        raise ConfigError(f"skills.bank={bank!r} not found: give a bank file, an SDAR skill folder, sdar:<env>, or one "
+                          f"of the bundled banks {bundled_banks()}.")
