@@ -222,6 +222,20 @@ class AlgoConfig:
 
 
 @dataclass
+class SFTConfig:
+    """The warm start: supervised fine-tuning on the env expert's demonstrations, before RL."""
+
+    episodes: int = option(0, at_least(0))
+    """Expert episodes played on `env.split` for demonstrations; 0: no SFT stage."""
+    epochs: int = option(2, at_least(1))
+    """Passes over the demonstrations."""
+    batch_size: int = option(16, at_least(1))
+    """Turn samples per AdamW step (micro-batches of `algo.micro_batch_size`)."""
+    lr: float = option(5e-5, between(0, 1, closed="()"))
+    """AdamW learning rate of the warm start."""
+
+
+@dataclass
 class LogConfig:
     """What the run writes besides metrics.jsonl."""
 
@@ -260,6 +274,7 @@ class TrainConfig:
     rollout: RolloutConfig = option(factory=RolloutConfig)
     algo: AlgoConfig = option(factory=AlgoConfig)
     skills: SkillsConfig = option(factory=SkillsConfig)
+    sft: SFTConfig = option(factory=SFTConfig)
     log: LogConfig = option(factory=LogConfig)
 
     @property

@@ -45,6 +45,9 @@ class Generator(Protocol):
     def sync_weights(self) -> None:
         """Make the next call use the policy's current weights (after an optimizer step)."""
 
+    def eos_ids(self) -> list[int]:
+        """The tokens that end a response."""
+
 
 class HFGenerator:
     """Batched `transformers` generation on the policy itself: left padding, KV cache, length-sorted chunks.
@@ -61,6 +64,10 @@ class HFGenerator:
 
     def sync_weights(self) -> None:
         """Nothing to do: generation runs on the policy's own weights."""
+
+    def eos_ids(self) -> list[int]:
+        """The tokens that end a response."""
+        return eos_ids(self.model, self.tokenizer)
 
     @torch.no_grad()
     def __call__(self, prompts: Sequence[list[int]], sampling: Sampling) -> list[list[int]]:

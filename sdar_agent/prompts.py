@@ -33,6 +33,12 @@ class PromptTemplate:
     """Who the agent is and where; formatted with nothing."""
     instruction: str = THINK_ACTION_INSTRUCTION
     parse: Callable[[str], ParsedAction] = parse_think_action
+    answer: str = "<think>{thought}</think>\n<action>{action}</action>"
+    """The answer format, filled with a demonstration's thought and env action (`format_answer`)."""
+
+    def format_answer(self, thought: str, action: str) -> str:
+        """A well-formed answer in this template's format: what SFT teaches and `parse` reads back."""
+        return self.answer.format(thought=thought, action=action)
 
     def render(
         self,
@@ -87,6 +93,7 @@ TEMPLATES: dict[str, PromptTemplate] = {
         "</search>, or, when you know the answer, give it inside <answer> </answer> with no "
         "explanation, for example <answer> Paris </answer>.",
         parse=parse_search_answer,
+        answer="<think>{thought}</think>\n{action}",  # the env's action is already <search>/<answer>
     ),
     "generic": PromptTemplate(
         "generic",

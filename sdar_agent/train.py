@@ -1,4 +1,4 @@
-"""Train a Hugging Face causal LM on a registered env.
+"""Train a Hugging Face causal LM on a registered env: the SFT warm start (when the preset has one), then RL.
 
     python -m sdar_agent.train                                  # the embedded demo (CPU, minutes)
     python -m sdar_agent.train alfworld_grpo_qwen2.5-3b         # a preset from sdar_agent/configs/
@@ -6,18 +6,25 @@
     accelerate launch --num_processes 2 -m sdar_agent.train demo
 
 The first argument without `=` is a preset name or YAML path (default `demo`); `key=value`
-arguments override it. The config is checked before any model loads. Outputs go to
-`<output_dir>/<name>/`: metrics.jsonl, tensorboard/, curves.png, checkpoints/, final/.
+arguments override it. Everything is checked before any model loads. With `sft.episodes` > 0 the
+run first fine-tunes on the env expert's demonstrations (`runs/<name>/sft/`), then runs RL from
+that model (`runs/<name>/`): metrics.jsonl, tensorboard/, curves.png, checkpoints/, final/.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
+import os
 import sys
+from collections.abc import Sequence
+from typing import Any
 
-from sdar_agent.config import ConfigError, describe_config, load_config, parse_command_line, preset_names
+from sdar_agent.config import ConfigError, TrainConfig, describe_config, load_config, parse_command_line, preset_names
 from sdar_agent.objective import ALGORITHMS
 from sdar_agent.preflight import check_runnable
+
+STAGES = ("sft", "rl")
 
 
 def usage(doc: str) -> str:
@@ -25,31 +32,75 @@ def usage(doc: str) -> str:
     return f"{doc.strip()}\n\npresets: {', '.join(preset_names())}\n\nconfig keys (key=default):{describe_config()}"
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Command line entry point; returns the exit status (2 for a bad config)."""
+def run(cfg: TrainConfig, stages: Sequence[str] = STAGES) -> dict[str, Any]:
+    """Run the stages of `cfg` in order; each stage's last metrics and validation results.
+
+    The SFT stage runs when `sft.episodes` > 0 and its `final/` is not there yet (a resumed run
+    skips a finished warm start); the RL stage starts from the SFT stage's model.
+    """
+    from sdar_agent.trainer import Trainer
+
+    results: dict[str, Any] = {}
+    sft_final = cfg.run_dir / "sft" / "final"
+    if "sft" in stages and cfg.sft.episodes > 0:
+        if not (cfg.resume and (sft_final / "config.json").is_file()):
+            sft_cfg = copy.deepcopy(cfg)
+            sft_cfg.resume = str(cfg.run_dir / "sft") if cfg.resume else ""
+            results["sft"] = _run_stage(Trainer(sft_cfg, stage="sft"))
+        if "rl" in stages:
+            cfg = copy.deepcopy(cfg)
+            cfg.model.name = str(sft_final)  # the RL stage starts from the warm-started model
+    if "rl" in stages:
+        results["rl"] = _run_stage(Trainer(cfg, stage="rl"))
+    return results
+
+
+def _run_stage(trainer: Any) -> dict[str, Any]:
+    try:
+        last = trainer.train()
+    finally:
+        trainer.close()
+    return {"last": last, "validations": trainer.tracker.validations(), "step": trainer.state.step,
+            "run_dir": str(trainer.run_dir)}
+
+
+def report(results: dict[str, Any]) -> str:
+    """The lines a run ends with: validation success before training, after SFT, after RL."""
+    lines = []
+    for stage, result in results.items():
+        for step, success in result["validations"]:
+            when = ("untouched model" if step == 0 else f"after {stage.upper()} (step {step})")
+            lines.append(f"validation success {when}: {success:.1%}")
+        lines.append(f"{stage}: {result['run_dir']} (step {result['step']})")
+    return "\n".join(lines)
+
+
+def run_cli(args: list[str], stages: Sequence[str], doc: str) -> int:
+    """Parse, check, run `stages`, report; the exit status (2 for a bad command line or config)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    args = list(sys.argv[1:] if argv is None else argv)
     if any(a in ("-h", "--help") for a in args):
-        print(usage(__doc__))
+        print(usage(doc))
         return 0
     try:
         command = parse_command_line(args)
         cfg = load_config(command.preset, command.overrides)
-        check_runnable(cfg, uses_skills=ALGORITHMS[cfg.algo.name].uses_skills(cfg.algo))
+        if "rl" not in stages and cfg.sft.episodes < 1:
+            raise ConfigError(f"sft.episodes={cfg.sft.episodes}: the SFT stage needs expert episodes; set "
+                              "sft.episodes=N (N > 0).")
+        skills = ALGORITHMS[cfg.algo.name].uses_skills(cfg.algo) if "rl" in stages else False
+        check_runnable(cfg, uses_skills=skills)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    from sdar_agent.trainer import Trainer
-
-    trainer = Trainer(cfg)
-    try:
-        metrics = trainer.train()
-    finally:
-        trainer.close()
-    if trainer.acc.is_main_process:
-        shown = {k: round(v, 4) for k, v in metrics.items() if k.startswith(("episode/success_rate", "val/success"))}
-        print(f"done: {cfg.run_dir} (step {trainer.state.step}); last metrics: {shown}")
+    results = run(cfg, stages)
+    if int(os.environ.get("RANK", "0")) == 0:  # once, whatever the number of processes
+        print(report(results))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line entry point; returns the exit status (2 for a bad config)."""
+    return run_cli(list(sys.argv[1:] if argv is None else argv), STAGES, __doc__)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,9 @@
 """The training loop: rollouts, scores, group-relative advantages, the objective's terms, updates.
 
+A `Trainer` runs one stage of a run: `rl` (the algorithm of `algo.name`, in `runs/<name>/`) or
+`sft` (the warm start on expert demonstrations, `sdar_agent.sft`, in `runs/<name>/sft/`). Both
+share everything below except where a step's samples come from.
+
 One step reads like the algorithm:
     1. sample `tasks_per_step` tasks; play `group_size` rollouts of each (split across processes)
        (`rollout.collect`);
@@ -26,7 +30,7 @@ import signal
 import time
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -39,6 +43,7 @@ from sdar_agent.generation import HFGenerator, Sampling
 from sdar_agent.logprobs import output_head, pack, response_logprobs
 from sdar_agent.models import autocast, compute_dtype, frozen_copy, load_policy, load_tokenizer, pick_device
 from sdar_agent.objective import ALGORITHMS, MicroBatch, objective_terms, total_loss
+from sdar_agent.preflight import env_class
 from sdar_agent.prompts import template_for
 from sdar_agent.rollout import RolloutBatch, Sample, SkillUse, collect
 from sdar_agent.tracking import Tracker, episode_summary
@@ -74,10 +79,10 @@ class _LoopState:
 class Trainer:
     """Owns the model, optimizer, env pools and skill selector of one run; `train()` runs it."""
 
-    def __init__(self, cfg: TrainConfig) -> None:
+    def __init__(self, cfg: TrainConfig, stage: Literal["rl", "sft"] = "rl") -> None:
         from accelerate import Accelerator
 
-        self.cfg = cfg
+        self.cfg, self.stage = cfg, stage
         device = pick_device(cfg.model)
         self.acc = Accelerator(cpu=device.type == "cpu")
         self.compute_dtype = compute_dtype(cfg.model, device)  # autocast over the stored weights
@@ -86,13 +91,15 @@ class Trainer:
             raise ConfigError(f"rollout.tasks_per_step={cfg.rollout.tasks_per_step} must be a multiple of the "
                               f"{world} processes.")
         seed_everything(cfg.seed + self.acc.process_index)
-        self.run_dir = cfg.run_dir
+        self.run_dir = cfg.run_dir / "sft" if stage == "sft" else cfg.run_dir
         self.tracker = Tracker(self.run_dir, self.acc.is_main_process, cfg.log.tensorboard)
         if self.acc.is_main_process:
             (self.run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
             logger.info("resolved config:\n%s", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
 
-        self.algorithm = ALGORITHMS[cfg.algo.name]
+        rl_algorithm = ALGORITHMS[cfg.algo.name]
+        self.algorithm = ALGORITHMS["sft"] if stage == "sft" else rl_algorithm
+        self.lr = cfg.sft.lr if stage == "sft" else cfg.algo.lr
         self.terms = objective_terms(self.algorithm, cfg.algo)
         self.needs = self.algorithm.needs(cfg.algo)
         self.template = template_for(cfg.env.id, cfg.rollout.template)
@@ -102,26 +109,43 @@ class Trainer:
         if "reference" in self.needs and cfg.model.lora_rank == 0:
             self.ref = frozen_copy(model, self.compute_dtype)
         self.params = [p for p in model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(self.params, lr=cfg.algo.lr, weight_decay=cfg.algo.weight_decay)
+        optimizer = torch.optim.AdamW(self.params, lr=self.lr, weight_decay=cfg.algo.weight_decay)
         self.model, self.optimizer = self.acc.prepare(model, optimizer)
         self.generator = HFGenerator(self.acc.unwrap_model(self.model), self.tokenizer,
                                      cfg.rollout.generation_batch_size, self.compute_dtype)
 
-        self.tasks_per_rank = cfg.rollout.tasks_per_step // world
-        self.pool = EnvPool.from_config(cfg.env, cfg.env.split, self.tasks_per_rank * cfg.rollout.group_size)
-        self.task_ids = list(self.pool.call("task_ids"))
         self._val_pools: dict[str, EnvPool] = {}
         self.state = _LoopState(cfg.seed)
         self.acc.register_for_checkpointing(self.state)
         self.skills: SkillSelector | None = None
-        if self.algorithm.uses_skills(cfg.algo):
+        # the SFT stage shows the student the skills exactly when its RL stage will (Skill-GRPO)
+        if rl_algorithm.skills_in_student if stage == "sft" else self.algorithm.uses_skills(cfg.algo):
             s = cfg.skills
-            self.skills = SkillSelector(s.bank or self.pool.call("skill_bank"), s.strategy, s.k or None,
+            self.skills = SkillSelector(s.bank or env_class(cfg.env.id).skill_bank, s.strategy, s.k or None,
                                         s.budget_tokens, self._count_tokens, cfg.seed, s.ucb_c)
             self.acc.register_for_checkpointing(self.skills)
+        self.tasks_per_rank = cfg.rollout.tasks_per_step // world
+        if stage == "sft":
+            self._prepare_demonstrations()
+        else:
+            self.pool = EnvPool.from_config(cfg.env, cfg.env.split, self.tasks_per_rank * cfg.rollout.group_size)
+            self.task_ids = list(self.pool.call("task_ids"))
+            self.steps = cfg.steps
         self._stop = False
         if cfg.resume:
             self.resume(cfg.resume)
+
+    def _prepare_demonstrations(self) -> None:
+        """The SFT stage's data: expert turns, and the order of their mini-batches over all epochs."""
+        from sdar_agent.sft import collect_demonstrations
+
+        sft = self.cfg.sft
+        eos = set(self.generator.eos_ids())
+        skills = self.skills if self.skills is not None else None
+        self.demos, self.demo_summary = collect_demonstrations(self.cfg, self.tokenizer, self.template, eos, skills)
+        rng = np.random.default_rng(self.cfg.seed)
+        self.demo_order = np.concatenate([rng.permutation(len(self.demos)) for _ in range(sft.epochs)])
+        self.steps = math.ceil(len(self.demo_order) / sft.batch_size)
 
     def _count_tokens(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
@@ -139,10 +163,13 @@ class Trainer:
         if acc.is_main_process and cfg.log.progress:
             from tqdm.auto import tqdm
 
-            progress = tqdm(total=cfg.steps, initial=self.state.step, desc=cfg.name, unit="step")
+            desc = f"{cfg.name} {self.stage}" if cfg.sft.episodes else cfg.name
+            progress = tqdm(total=self.steps, initial=self.state.step, desc=desc, unit="step")
         last: dict[str, float] = {}
         try:
-            while self.state.step < cfg.steps and not self._stop:
+            if self.stage == "sft" and self.state.step == 0 and cfg.val_every:  # what SFT buys: before and after
+                self.tracker.log(0, self.validate())
+            while self.state.step < self.steps and not self._stop:
                 last = self.train_step()
                 if progress is not None:
                     progress.update(1)
@@ -152,7 +179,7 @@ class Trainer:
                         shown.update(sdar_loss=f"{last['sdar/loss']:.3f}", gate=f"{last['sdar/gate_mean']:.2f}")
                     progress.set_postfix(shown)
                 step = self.state.step
-                if cfg.save_every and step % cfg.save_every == 0 and step < cfg.steps:
+                if cfg.save_every and step % cfg.save_every == 0 and step < self.steps:
                     self.save_checkpoint()
             if self._stop:
                 logger.warning("stopping at step %d on request; checkpointing", self.state.step)
@@ -174,6 +201,30 @@ class Trainer:
         logger.warning("Ctrl-C: finishing this step, then checkpointing (press again to abort)")
 
     def train_step(self) -> dict[str, float]:
+        """One step of the stage: its samples (rollouts or demonstrations), the update, metrics, validation."""
+        metrics = self._sft_step() if self.stage == "sft" else self._rl_step()
+        metrics = self._average_across_processes(metrics)
+        step = self.state.step
+        if self.cfg.val_every and (step % self.cfg.val_every == 0 or step == self.steps):
+            metrics.update(self.validate())
+        self.tracker.log(step, metrics)
+        return metrics
+
+    def _sft_step(self) -> dict[str, float]:
+        size = self.cfg.sft.batch_size
+        rank, world = self.acc.process_index, self.acc.num_processes
+        chosen = self.demo_order[self.state.step * size : (self.state.step + 1) * size]
+        samples = [self.demos[i] for i in chosen[rank::world]]
+        start = time.perf_counter()
+        update = self.update(samples, torch.zeros(len(samples), dtype=torch.float64))
+        update_s = time.perf_counter() - start
+        self.state.step += 1
+        train_tokens = update.pop("_train_tokens", 0.0)
+        first = self.demo_summary if self.state.step == 1 else {}
+        return {**first, **update, "perf/update_s": update_s,
+                "perf/train_tokens_per_s": train_tokens / max(update_s, 1e-9)}
+
+    def _rl_step(self) -> dict[str, float]:
         cfg, acc = self.cfg, self.acc
         rank = acc.process_index
         chosen = self.state.task_rng.choice(len(self.task_ids), size=cfg.rollout.tasks_per_step,
@@ -205,11 +256,6 @@ class Trainer:
                         "perf/generation_s": batch.generation_s, "perf/env_s": batch.env_s,
                         "perf/generation_tokens_per_s": batch.generated_tokens / max(batch.generation_s, 1e-9),
                         "perf/train_tokens_per_s": train_tokens / max(update_s, 1e-9)})
-        metrics = self._average_across_processes(metrics)
-        step = self.state.step
-        if cfg.val_every and (step % cfg.val_every == 0 or step == cfg.steps):
-            metrics.update(self.validate())
-        self.tracker.log(step, metrics)
         return metrics
 
     def _scores(self, samples: list[Sample]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -249,7 +295,7 @@ class Trainer:
                 train_tokens += tokens
                 for key, value in stats.items():
                     sums[key] += value / (cfg.algo.epochs * len(minis))
-        return {**sums, "actor/lr": cfg.algo.lr, "rollout/samples": float(len(samples)),
+        return {**sums, "actor/lr": self.lr, "rollout/samples": float(len(samples)),
                 "actor/optimizer_steps": float(cfg.algo.epochs * len(minis)), "perf/teacher_s": teacher_s,
                 "_train_tokens": train_tokens}
 
@@ -447,7 +493,8 @@ class Trainer:
         return path
 
     def close(self) -> None:
-        self.pool.close()
+        if self.stage == "rl":
+            self.pool.close()
         for pool in self._val_pools.values():
             pool.close()
         self.tracker.close()

@@ -7,9 +7,9 @@ points only, so the engines (TextWorld, Java, Flask) load when an env is made, n
 
 from gymnasium.envs.registration import register, registry
 
-from sdar_envs.core import INFO_KEYS, TextEnv, TextSpace
+from sdar_envs.core import INFO_KEYS, ExpertStep, TextEnv, TextSpace
 
-__all__ = ["INFO_KEYS", "TextEnv", "TextSpace", "ENV_IDS"]
+__all__ = ["INFO_KEYS", "ExpertStep", "TextEnv", "TextSpace", "ENV_IDS"]
 
 #: id -> (entry point, episode limit of the reference recipe)
 _ENVS = {

@@ -8,6 +8,8 @@ the base class does everything the contract asks of every env alike:
   task in G envs); with no task option the task is drawn from `self.np_random`, so a seed fixes it.
 - every `reset` and `step` returns an `info` dict with exactly the keys in `INFO_KEYS`.
 - `render_mode="ansi"` renders the text transcript of the episode.
+- `expert_step()` returns the next action of the env's expert with a short thought explaining it
+  (an `ExpertStep`), or None where the env has no expert: the demonstrations of the SFT stage.
 
 Time limits are not counted here: registration's `max_episode_steps` adds gymnasium's
 `TimeLimit`, which truncates the episode.
@@ -15,7 +17,9 @@ Time limits are not counted here: registration's `max_episode_steps` adds gymnas
 
 from __future__ import annotations
 
+import random
 import string
+import zlib
 from abc import abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -68,6 +72,14 @@ class TaskStart:
     task: str
     task_type: str
     admissible_actions: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ExpertStep:
+    """The expert's next action in the current state, and a short thought (<= 30 tokens) that explains it."""
+
+    action: str
+    thought: str
 
 
 @dataclass
@@ -147,6 +159,18 @@ class TextEnv(gym.Env[str, str]):
     @abstractmethod
     def _act(self, action: str) -> Transition:
         """Apply one action of the current episode. Never raises on a bad action."""
+
+    def expert_step(self) -> ExpertStep | None:
+        """The expert's next action and the thought behind it, in the current state; None: no expert.
+
+        Thoughts are short, true to the state, and phrased a few ways, chosen by `thought_rng` (a
+        function of the task and the step: the same episode gives the same demonstration).
+        """
+        return None
+
+    def thought_rng(self) -> random.Random:
+        """The RNG that picks a thought's phrasing: seeded by the task id and the step, nothing else."""
+        return random.Random(zlib.crc32(f"{self.current_task_id}|{self._steps}".encode()))
 
     # ------------------------------------------------------------------ gymnasium API
     def reset(

@@ -44,7 +44,8 @@ def read_json(path: str | Path, expected: type, error: type[Exception], holds: s
     try:
         data = json.loads(text)
     except json.JSONDecodeError as err:
-        cut = " (the file ends too early: truncated?)" if err.pos >= len(text.rstrip()) else ""
+        ended = err.pos >= len(text.rstrip()) or err.msg.startswith("Unterminated")
+        cut = " (the file ends too early: truncated?)" if ended else ""
         raise error(f"{path}: not valid JSON at line {err.lineno}, column {err.colno}: {err.msg}{cut}.") from None
     if not isinstance(data, expected):
         raise error(f"{path}: expected {JSON_TYPES[expected]} of {holds}, found {_kind(data)}.")

@@ -4,8 +4,10 @@ This file, `guess_skills.json` and `play.py` are the documented way to add an en
 1. subclass `sdar_envs.TextEnv`: declare `splits` and `skill_bank`, list the tasks of a split
    (`self.set_tasks(task_ids, task_types)`), and implement `_start` (first observation) and `_act`
    (one action);
-2. write its skill bank (`guess_skills.json`, format in `skillbank.schema`);
-3. `register()` it under an id with a string entry point and a step limit.
+2. optionally give it an expert (`expert_step`: the next action and a thought; the SFT stage
+   learns from it) - here, bisection;
+3. write its skill bank (`guess_skills.json`, format in `skillbank.schema`);
+4. `register()` it under an id with a string entry point and a step limit.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from gymnasium.envs.registration import register as gym_register
 from gymnasium.envs.registration import registry
 
 from sdar_envs import TextEnv
-from sdar_envs.core import TaskStart, Transition
+from sdar_envs.core import ExpertStep, TaskStart, Transition
 
 ENV_ID = "examples/GuessNumber-v0"
 RANGES = {"small_range": 10, "large_range": 100}
@@ -63,14 +65,26 @@ class GuessNumberEnv(TextEnv):
 
     def _start(self, index: int) -> TaskStart:
         _, kind, self._secret = self._tasks[index]
+        self._low, self._high = 1, RANGES[kind]  # what the hints so far allow
         task = f"Guess the secret number between 1 and {RANGES[kind]}."
         return TaskStart(observation=task, task=task, task_type=kind)
+
+    def expert_step(self) -> ExpertStep:
+        """Bisection: guess the middle of what the hints still allow."""
+        middle = (self._low + self._high) // 2
+        thought = self.thought_rng().choice([f"It is between {self._low} and {self._high}; I try the middle.",
+                                             f"{middle} halves what is left."])
+        return ExpertStep(f"guess[{middle}]", thought)
 
     def _act(self, action: str) -> Transition:
         match = _GUESS.match(action)
         if match is None:
             return Transition("Invalid action: answer as guess[n] with an integer n.", 0.0, False, False, 0.0, False)
         guess = int(match.group(1))
+        if guess < self._secret:
+            self._low = max(self._low, guess + 1)
+        elif guess > self._secret:
+            self._high = min(self._high, guess - 1)
         won = guess == self._secret
         feedback = "Correct!" if won else ("Higher." if guess < self._secret else "Lower.")
         return Transition(feedback, float(won), won, won, float(won), True)

@@ -8,8 +8,8 @@ from collections.abc import Sequence
 
 from sdar_envs.alfworld import data
 from sdar_envs.alfworld.engine import AlfredEngine, EngineState, normalize
-from sdar_envs.alfworld.expert import World, next_action
-from sdar_envs.core import TaskStart, TextEnv, Transition
+from sdar_envs.alfworld.expert import World, demonstration_step, next_action
+from sdar_envs.core import ExpertStep, TaskStart, TextEnv, Transition
 
 NOTHING_HAPPENS = "Nothing happens."
 _TASK_RE = re.compile(r"Your task is to:?\s*(.+?)\s*$", re.S)
@@ -99,6 +99,7 @@ class ALFWorldEnv(TextEnv):
         self.set_tasks([g.task_id for g in self.games], [g.task_type for g in self.games])
         self._engine: AlfredEngine | None = None
         self._state: EngineState | None = None
+        self._searched: set[str] = set()  # receptacles seen open this episode (the demonstrator's memory)
 
     def _start(self, index: int) -> TaskStart:
         game = self.games[index]
@@ -107,6 +108,8 @@ class ALFWorldEnv(TextEnv):
         if self._engine.game_file != game.game_file:
             self._engine.load(game.game_file)
         self._state = self._engine.reset()
+        self._searched = set()
+        self._note_searched()
         match = _TASK_RE.search(self._state.feedback)
         task = match.group(1) if match else ""
         return TaskStart(self._state.feedback, task, game.task_type, self._state.admissible_commands)
@@ -116,6 +119,7 @@ class ALFWorldEnv(TextEnv):
         command = normalize(action)
         if command in self._state.admissible_commands:
             self._state = self._engine.step(command)
+            self._note_searched()
             valid = True
             observation = self._state.feedback
         else:  # exactly what the engine answers, without a round trip
@@ -138,6 +142,25 @@ class ALFWorldEnv(TextEnv):
             raise RuntimeError("expert_action() needs a reset() first.")
         game = self.games[self._task_index]
         return next_action(World.from_state(self._state.raw), game.task_type, game.params)
+
+    def expert_step(self) -> ExpertStep:
+        """The demonstrator's next command and thought: the oracle's plan over the receptacles searched so far.
+
+        Unlike `expert_action` (which knows where everything is) it looks for what it has not seen,
+        receptacle by receptacle, so a policy that sees only the observations can imitate it.
+        """
+        if self._state is None or self._task_index is None:
+            raise RuntimeError("expert_step() needs a reset() first.")
+        game = self.games[self._task_index]
+        world = World.from_state(self._state.raw)
+        command, thought = demonstration_step(world, game.task_type, game.params, self._searched, self.thought_rng())
+        return ExpertStep(command, thought)
+
+    def _note_searched(self) -> None:
+        assert self._state is not None
+        world = World.from_state(self._state.raw)
+        self._searched |= {r for r in world.location_of
+                           if world.at(r) and (r not in world.openable or r in world.opened)}
 
     def close(self) -> None:
         if self._engine is not None:

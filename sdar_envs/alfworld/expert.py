@@ -166,3 +166,79 @@ def _use_lamp(world: World, lamp_type: str) -> str:
     if not world.at(place):
         return f"go to {place}"
     return f"use {by_place[place]}"
+
+
+# --------------------------------------------------------------------------- demonstrations
+def demonstration_step(world: World, task_type: str, params: dict[str, Any], searched: set[str],
+                       rng: Any) -> tuple[str, str]:
+    """The demonstrating expert's next (command, thought): the oracle's plan over what has been *seen*.
+
+    The oracle above knows where every object is; a student that sees only the observations cannot
+    imitate that. This expert acts on the objects in receptacles already searched (`searched`: those
+    the agent has stood at, open), and while the object it needs has not been seen it searches the
+    next receptacle in a fixed order (by name), opening closed ones. Each command comes with a short
+    thought that says why, phrased one of a few ways (`rng`).
+    """
+    seen = World(world.agent_at, world.held, world.type_of, world.location_of,
+                 {o: r for o, r in world.inside.items() if r in searched}, world.openable, world.opened,
+                 world.can_contain, world.flags)
+    try:
+        command = next_action(seen, task_type, params)
+        exploring = False
+    except ExpertError:
+        command, exploring = _explore(world, searched), True
+    return command, _thought(command, world, task_type, params, searched, exploring, rng)
+
+
+def _natural(name: str) -> tuple[str, int]:
+    kind, _, number = name.rpartition(" ")
+    return (kind, int(number)) if number.isdigit() else (name, 0)
+
+
+def _explore(world: World, searched: set[str]) -> str:
+    for receptacle in sorted(world.location_of, key=_natural):
+        if receptacle in searched:
+            continue
+        return _reach(world, receptacle) or f"go to {receptacle}"
+    raise ExpertError("every receptacle is searched and the object is nowhere")
+
+
+def _thought(command: str, world: World, task_type: str, params: dict[str, Any], searched: set[str],
+             exploring: bool, rng: Any) -> str:
+    target = params["object_target"].lower()
+    a_target = f"{'an' if target[0] in 'aeiou' else 'a'} {target}"
+    verb, _, rest = command.partition(" ")
+    pick = rng.choice
+    if command.startswith("go to "):
+        place = command[len("go to "):]
+        if exploring:
+            if not searched:
+                return pick([f"I need {a_target} first; I will start at the {place}.",
+                             f"First I look for {a_target}, beginning with the {place}."])
+            return pick([f"No {target} here; the {place} is next.", f"The {target} is not here; I will check the "
+                         f"{place}.", f"I have not seen {a_target} yet; next is the {place}."])
+        if world.held is None:
+            return pick([f"I saw a {target} at the {place}; I go there.", f"The {target} is at the {place}."])
+        treatment = TREATMENTS.get(task_type)
+        if treatment and world.type_of.get(place) == treatment[1]:
+            return pick([f"I take the {world.held} to the {place} to {treatment[0]} it.",
+                         f"Now the {world.held} must be {treatment[0]}ed: the {place} is next."])
+        return pick([f"I bring the {world.held} to the {place}.",
+                     f"With the {world.held} in hand, I go to the {place}."])
+    if verb == "open":
+        return pick([f"The {rest} is closed; I open it to look inside.", f"I open the {rest} to see what is in it."])
+    if verb == "take":
+        obj = rest.split(" from ")[0]
+        return pick([f"There is the {obj}; I take it.", f"I see the {obj} here, so I pick it up."])
+    if verb in ("heat", "cool", "clean"):
+        obj, _, appliance = rest.partition(" with ")
+        return pick([f"I {verb} the {obj} with the {appliance}.", f"The {appliance} will {verb} the {obj}."])
+    if verb == "move":
+        obj, _, place = rest.partition(" to ")
+        if world.type_of.get(obj) == target:
+            return pick([f"I put the {obj} in the {place}, as the task asks.", f"The {obj} goes into the {place}."])
+        return pick([f"I put the {obj} down in the {place} to free my hands."])
+    if verb == "use":
+        return pick([f"I turn on the {rest} to look at the {world.held} in its light.",
+                     f"With the {world.held} in hand I switch on the {rest}."])
+    return f"I {command}."

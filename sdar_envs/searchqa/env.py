@@ -24,7 +24,7 @@ query encoder), with `corpus=` or `index_dir=` for the passage texts. `task_type
 
 from __future__ import annotations
 
-from sdar_envs.core import TaskStart, TextEnv, Transition
+from sdar_envs.core import ExpertStep, TaskStart, TextEnv, Transition
 from sdar_envs.searchqa.data import Question, load_questions, load_split
 from sdar_envs.searchqa.generator import embedded_questions
 from sdar_envs.searchqa.protocol import MAX_QUERY_CHARS, REMINDER, parse_action
@@ -125,10 +125,11 @@ class SearchQAEnv(TextEnv):
         self.set_tasks(ids, [q.data_source for q in self.questions])
         self._question: Question | None = None
         self._done = False
+        self._searches = 0  # searches made this episode (the demonstrator's memory)
 
     def _start(self, index: int) -> TaskStart:
         self._question = self.questions[index]
-        self._done = False
+        self._done, self._searches = False, 0
         return TaskStart(self._question.question, self._question.question, self._question.data_source, [])
 
     def _act(self, action: str) -> Transition:
@@ -145,6 +146,7 @@ class SearchQAEnv(TextEnv):
             reason = f"Invalid action: the {kind} text is {len(argument)} characters; keep it under {MAX_QUERY_CHARS}."
             return Transition(reason, 0.0, False, False, 0.0, False, [])
         if kind == "search":
+            self._searches += 1
             passages = self.retriever.search([argument], self.topk)[0]
             return Transition(format_information(passages), 0.0, False, False, 0.0, True, [])
         self._done = True
@@ -158,6 +160,27 @@ class SearchQAEnv(TextEnv):
         if isinstance(self.retriever, RemoteRetriever):
             self.retriever.http.close()
         super().close()
+
+    def expert_step(self) -> ExpertStep:
+        """The demonstrator: search each hop of the question (the question itself when it records none), then answer.
+
+        Generated questions record their searches (`hops`: one for single-hop questions, two for
+        multi-hop and comparison ones); the answer is the first golden answer.
+        """
+        question = self._question
+        if question is None:
+            raise RuntimeError("expert_step() needs a reset() first.")
+        hops = question.hops or (question.question,)
+        pick = self.thought_rng().choice
+        if self._searches < len(hops) and not self._done:
+            hop = hops[self._searches]
+            thought = pick([f"I search for {hop} first.", f"The passage on {hop} should tell; I search for it."]
+                           if self._searches == 0 else
+                           [f"Now I need {hop}; I search for it.", f"That leads to {hop}; I search for it next."])
+            return ExpertStep(f"<search> {hop} </search>", thought)
+        answer = question.golden_answers[0]
+        return ExpertStep(f"<answer> {answer} </answer>",
+                          pick([f"The passages say it is {answer}.", f"So the answer is {answer}."]))
 
     def oracle_actions(self) -> list[str]:
         """Searches that find the gold passages, then the gold answer (generated questions only)."""

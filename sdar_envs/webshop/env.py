@@ -22,9 +22,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from sdar_envs.core import TaskStart, TextEnv, Transition
+from sdar_envs.core import ExpertStep, TaskStart, TextEnv, Transition
 from sdar_envs.webshop.client import HttpClient, InProcessClient, html_to_text
-from sdar_envs.webshop.expert import oracle_plan
+from sdar_envs.webshop.expert import demonstration_step, oracle_plan
 
 SEARCH_ACTION = "search[<query>]"
 MAX_ACTION_CHARS = 2000
@@ -107,6 +107,7 @@ class WebShopEnv(TextEnv):
         self.set_tasks([t["id"] for t in tasks], [t["type"] for t in tasks])
         self.session_id = f"env-{uuid.uuid4().hex[:16]}"
         self._state: dict[str, Any] = {}
+        self._queries: list[str] = []  # searches made this episode (the demonstrator's memory)
 
     def _call(self, method: str, path: str, body: dict | None = None) -> dict[str, Any]:
         status, payload = self.client.request(method, path, body)
@@ -125,6 +126,7 @@ class WebShopEnv(TextEnv):
     def _start(self, index: int) -> TaskStart:
         state = self._call("POST", "/api/sessions", {"goal_id": self.task_ids[index], "session_id": self.session_id})
         self._state = state
+        self._queries = []
         return TaskStart(self._observe(state), state["instruction"], state["task_type"], self._admissible(state))
 
     def _act(self, action: str) -> Transition:
@@ -141,6 +143,8 @@ class WebShopEnv(TextEnv):
         if status != 200:
             raise RuntimeError(f"WebShop act {action[:100]!r} answered {status}: {state.get('error', state)}")
         self._state = state
+        if action.strip().lower().startswith("search["):
+            self._queries.append(action.strip()[len("search[") : -1])
         score = float(state["reward"]) if state["done"] else 0.0
         return Transition(self._observe(state), score, bool(state["done"]), score >= 1.0, score, True,
                           self._admissible(state))  # fmt: skip
@@ -151,11 +155,22 @@ class WebShopEnv(TextEnv):
 
     def oracle_actions(self) -> list[str]:
         """Actions that buy the goal product with the goal options (a scripted expert)."""
-        if not isinstance(self.client, InProcessClient):
-            raise RuntimeError("oracle_actions() needs the in-process site (no base_url).")
-        shop = self.client.app.extensions["webshop"]
+        shop = self._shop("oracle_actions()")
         goal = shop.session(self.session_id).goal
         return oracle_plan(shop, goal, shop.product(goal.asin))
+
+    def expert_step(self) -> ExpertStep:
+        """The demonstrator's next action and thought on the current page (`webshop.expert.demonstration_step`)."""
+        shop = self._shop("expert_step()")
+        action, thought = demonstration_step(shop, shop.session(self.session_id), self._queries, self.thought_rng())
+        return ExpertStep(action, thought)
+
+    def _shop(self, caller: str) -> Any:
+        if not isinstance(self.client, InProcessClient):
+            raise RuntimeError(f"{caller} needs the in-process site (no base_url).")
+        if not self._state:
+            raise RuntimeError(f"{caller} needs a reset() first.")
+        return self.client.app.extensions["webshop"]
 
     def close(self) -> None:
         """End this env's session on the site and close its connection.

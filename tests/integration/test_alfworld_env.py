@@ -207,7 +207,7 @@ def test_corrupt_game_file_fails_at_construction(alfworld_games, tmp_path):
     shutil.copytree(alfworld_games / "valid_seen", tmp_path / "json_2.1.1" / "valid_seen")
     game_file = next((tmp_path / "json_2.1.1").rglob("game.tw-pddl"))
     game_file.write_text(game_file.read_text()[:100])
-    with pytest.raises(GameDataError, match="is not valid JSON") as err:
+    with pytest.raises(GameDataError, match="not valid JSON .* truncated") as err:
         ALFWorldEnv(split="valid_seen", data_dir=tmp_path)
     assert str(game_file) in str(err.value)
 
@@ -234,4 +234,27 @@ def test_importing_alfworld_never_becomes_the_users_data_setting(monkeypatch):
     monkeypatch.setenv("ALFWORLD_DATA", str(ALFWORLD_DEFAULT))
     again = gym.make("sdar_envs:sdar/ALFWorld-v0", embedded="small", split="valid_unseen")
     assert again.unwrapped.num_tasks > 0
+    again.close()
+
+
+@pytest.mark.parametrize("split", ["train", "valid_unseen"])
+def test_expert_step_wins_every_game_and_explains_itself(alfworld_games, split):
+    env = gym.make("sdar/ALFWorld-v0", data_dir=str(alfworld_games), split=split)
+    for index in range(env.unwrapped.num_tasks):
+        _, info = env.reset(options={"task_index": index})
+        thoughts = []
+        while True:
+            expert = env.unwrapped.expert_step()
+            thoughts.append(expert.thought)
+            _, _, terminated, truncated, info = env.step(expert.action)
+            assert info["action_valid"], expert
+            if terminated or truncated:
+                break
+        assert info["won"], (info["task_type"], thoughts)
+        assert all(0 < len(t.split()) <= 20 for t in thoughts)  # short (<= 30 tokens)
+    again = gym.make("sdar/ALFWorld-v0", data_dir=str(alfworld_games), split=split)
+    env.reset(options={"task_index": 0})
+    again.reset(options={"task_index": 0})
+    assert env.unwrapped.expert_step() == again.unwrapped.expert_step()  # seeded: the same demonstration
+    env.close()
     again.close()

@@ -383,3 +383,22 @@ def test_documented_information_keys_are_the_returned_keys():
 
     doc = SearchQAEnv.__doc__.split("## Information")[1].split("##")[0]
     assert all(f"`{key}`" in doc for key in INFO_KEYS)
+
+
+def test_expert_step_answers_every_kind_exactly():
+    env = gym.make("sdar/SearchQA-v0", split="test")
+    won = {}
+    for index in range(0, env.unwrapped.num_tasks, 5):
+        _, info = env.reset(options={"task_index": index})
+        searches = 0
+        while True:
+            expert = env.unwrapped.expert_step()
+            searches += expert.action.startswith("<search>")
+            _, reward, terminated, truncated, info = env.step(expert.action)
+            if terminated or truncated:
+                break
+        won.setdefault(info["task_type"], []).append(reward == 1.0)
+        assert searches == (1 if info["task_type"] in ("single_hop", "entity_attribute") else 2)
+    assert set(won) == {"single_hop", "entity_attribute", "multi_hop", "comparison"}
+    assert all(all(v) for v in won.values())  # EM 1.0 on single- and multi-hop
+    env.close()

@@ -40,7 +40,7 @@ def test_packed_logprobs_equal_unpadded_forward(tiny):
     prompts, responses = [[5, 6, 7, 8], [9, 10]], [[11, 12], [13, 14, 15]]
     batch = pack(prompts, responses, tokenizer.pad_token_id)
     with torch.no_grad():
-        logp = response_logprobs(model, batch)  # (2, 3)
+        logp = response_logprobs(model, batch).logp  # (2, 3)
         for row, (p, r) in enumerate(zip(prompts, responses, strict=True)):
             ids = torch.tensor([p + r])
             full = torch.log_softmax(model(input_ids=ids).logits[0, :-1].float(), -1)

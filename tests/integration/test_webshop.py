@@ -350,3 +350,19 @@ def test_documented_information_keys_are_the_returned_keys():
 
     doc = WebShopEnv.__doc__.split("## Information")[1].split("##")[0]
     assert all(f"`{key}`" in doc for key in INFO_KEYS)
+
+
+def test_expert_step_buys_the_goal_with_a_score_of_one():
+    env = gym.make("sdar/WebShop-v0", split="train")
+    for index in range(0, 120, 6):
+        env.reset(options={"task_index": index})
+        first = env.unwrapped.expert_step()
+        assert first.action.startswith("search[") and "price lower than" not in first.action  # the instruction's words
+        while True:
+            expert = env.unwrapped.expert_step()
+            _, reward, terminated, truncated, info = env.step(expert.action)
+            assert info["action_valid"], expert
+            if terminated or truncated:
+                break
+        assert reward == 1.0 and info["won"]
+    env.close()

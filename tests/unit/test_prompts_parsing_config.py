@@ -168,3 +168,31 @@ def test_command_line_parsing():
         parse_command_line(["a", "b"])
     with pytest.raises(ConfigError, match="unknown option"):
         parse_command_line(["--verbose"])
+
+
+@pytest.mark.parametrize("env_id, action", [("sdar/ALFWorld-v0", "go to fridge 1"),
+                                            ("sdar/WebShop-v0", "click[buy now]"),
+                                            ("sdar/SearchQA-v0", "<search> Naedreizei Institute </search>")])
+def test_a_demonstration_answer_reads_back_as_its_action(env_id, action):
+    template = template_for(env_id)
+    parsed = template.parse(template.format_answer("A short thought.", action))
+    assert parsed.valid and parsed.action == action
+
+
+def test_guess_number_example_has_a_bisection_expert():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples" / "custom_env"))
+    try:
+        from guess_env import GuessNumberEnv
+    finally:
+        sys.path.pop(0)
+    env = GuessNumberEnv("test")
+    for index in range(env.num_tasks):
+        env.reset(options={"task_index": index})
+        for _ in range(12):
+            _, _, terminated, _, info = env.step(env.expert_step().action)
+            if terminated:
+                break
+        assert info["won"] and info["step"] <= 7  # log2(100) rounds up to 7

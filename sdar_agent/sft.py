@@ -1,0 +1,119 @@
+"""The SFT warm start: expert demonstrations of the env, then supervised fine-tuning on them.
+
+    python -m sdar_agent.sft demo                       # only the warm start of a preset (its `sft:` section)
+    python -m sdar_agent.train demo                     # the warm start, then RL from it (when `sft.episodes` > 0)
+
+`collect_demonstrations` plays `sft.episodes` episodes of the train split with the env's expert
+(`env.unwrapped.expert_step()`: an action and a short thought) and turns every turn into a sample
+exactly as a rollout would: the same template, history window and (for Skill-GRPO) skills in the
+prompt; the response is the template's answer format with the expert's thought and action, ended
+by the chat template's end-of-turn token. The loss is on those response tokens only (the `sft`
+term of `objective.py`). Training runs on the RL trainer's loop (`Trainer(cfg, stage="sft")`:
+the same accelerate loop, checkpoints, resume, metrics, curves and progress bar) in
+`runs/<name>/sft/`, validates before and after on the RL stage's held-out tasks with its sampling,
+and writes `runs/<name>/sft/final/`, an HF model folder usable as `model.name=`.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import numpy as np
+
+from sdar_agent.config import ConfigError, TrainConfig
+from sdar_agent.prompts import PromptTemplate, chat_ids, turn_prompt_ids
+from sdar_agent.rollout import Sample
+from sdar_agent.workers import make_env
+from skillbank import SkillSelector
+
+logger = logging.getLogger(__name__)
+
+
+def answer_ids(tokenizer: Any, answer: str, eos_ids: set[int]) -> list[int]:
+    """The answer's token ids as the chat template writes an assistant turn, up to its end-of-turn token.
+
+    (Special tokens separate the turns, so the user message does not change them: a short one is used.)
+    """
+    user = "Answer."
+    prompt = chat_ids(tokenizer, user)
+    full = tokenizer.apply_chat_template([{"role": "user", "content": user},
+                                          {"role": "assistant", "content": answer}], tokenize=False)
+    ids = tokenizer(full, add_special_tokens=False)["input_ids"]
+    if ids[: len(prompt)] == prompt and any(t in eos_ids for t in ids[len(prompt):]):
+        response = ids[len(prompt):]
+        end = next(i for i, t in enumerate(response) if t in eos_ids)
+        return response[: end + 1]
+    # a template that rewrites earlier turns: the answer's own tokens and the end-of-sequence token
+    return tokenizer(answer, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+
+
+def collect_demonstrations(cfg: TrainConfig, tokenizer: Any, template: PromptTemplate, eos_ids: set[int],
+                           skills: SkillSelector | None = None) -> tuple[list[Sample], dict[str, float]]:
+    """Expert episodes on the train split as turn samples, and their summary (episodes, wins, turns).
+
+    Episodes are drawn with `cfg.seed` from `cfg.env.split` (never a validation split), so the same
+    config gives the same demonstrations. Only won episodes are kept.
+    """
+    env = make_env(cfg.env.id, {**cfg.env.kwargs, "split": cfg.env.split}, cfg.env.max_turns)
+    try:
+        task_ids = list(env.unwrapped.task_ids)
+        rng = np.random.default_rng(cfg.seed)
+        n = cfg.sft.episodes
+        chosen = rng.choice(len(task_ids), size=n, replace=n > len(task_ids))
+        samples: list[Sample] = []
+        wins = 0
+        for traj, index in enumerate(chosen):
+            episode = _demonstrate(env, task_ids[int(index)], traj, cfg, tokenizer, template, eos_ids, skills)
+            if episode:
+                wins += 1
+                samples += episode
+    finally:
+        env.close()
+    if not samples:
+        raise RuntimeError(f"the expert of {cfg.env.id} won none of {n} episodes: no demonstrations to learn from.")
+    summary = {"sft/episodes": float(n), "sft/expert_success_rate": wins / n, "sft/samples": float(len(samples))}
+    logger.info("collected %d expert turns from %d won of %d episodes", len(samples), wins, n)
+    return samples, summary
+
+
+def _demonstrate(env: Any, task_id: str, traj: int, cfg: TrainConfig, tokenizer: Any, template: PromptTemplate,
+                 eos_ids: set[int], skills: SkillSelector | None) -> list[Sample]:
+    """One expert episode as samples (empty when the expert did not win it)."""
+    observation, info = env.reset(seed=cfg.seed + traj, options={"task_id": task_id})
+    task, task_type, admissible = info["task"], info["task_type"], info["admissible_actions"]
+    shown = skills.retrieve(task_type, task).text if skills is not None else ""
+    history: list[tuple[str, str]] = []
+    samples: list[Sample] = []
+    for step in range(cfg.env.max_turns):
+        expert = env.unwrapped.expert_step()
+        if expert is None:
+            raise ConfigError(f"{cfg.env.id} has no expert (expert_step() returned None): set sft.episodes=0.")
+        answer = template.format_answer(expert.thought, expert.action)
+        parsed = template.parse(answer)
+        if not parsed.valid:
+            raise RuntimeError(f"template {template.name!r} does not read back its own answer {answer!r}: "
+                               f"{parsed.reason}.")
+        prompt = turn_prompt_ids(tokenizer, template, task, observation, admissible, history, step,
+                                 cfg.rollout.history_length, cfg.rollout.max_prompt_tokens, skills=shown)
+        response = answer_ids(tokenizer, answer, eos_ids)
+        samples.append(Sample(prompt, response, group=traj, traj=traj, step=step, task_id=task_id,
+                              task_type=task_type, valid=True))
+        history.append((observation, parsed.action))
+        observation, _, terminated, truncated, info = env.step(parsed.action)
+        admissible = info["admissible_actions"]
+        if terminated or truncated:
+            break
+    return samples if info["won"] else []
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line entry point: the SFT stage of a preset alone; returns the exit status."""
+    from sdar_agent.train import run_cli
+
+    return run_cli(list(sys.argv[1:] if argv is None else argv), stages=("sft",), doc=__doc__)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
