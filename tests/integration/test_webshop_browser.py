@@ -47,6 +47,8 @@ def submit(browser, element):
     page = browser.find_element(By.TAG_NAME, "html")
     element.click()
     WebDriverWait(browser, 20).until(expected_conditions.staleness_of(page))
+    # the next page must be fully there before its nodes are read (a half-loaded DOM gives stale nodes)
+    WebDriverWait(browser, 20).until(lambda b: b.execute_script("return document.readyState") == "complete")
 
 
 def click_button(browser, label):
