@@ -113,6 +113,8 @@ def load_policy(cfg: ModelConfig, device: torch.device, tokenizer: Any | None = 
     """(model, tokenizer) on `device`, in training mode, with LoRA / checkpointing as configured."""
     tokenizer = tokenizer or load_tokenizer(cfg)
     model = _base_model(cfg, device, tokenizer)
+    if cfg.train_layers:
+        freeze_below(model, cfg.train_layers)
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable()
         model.config.use_cache = False
@@ -126,6 +128,27 @@ def load_policy(cfg: ModelConfig, device: torch.device, tokenizer: Any | None = 
         model = get_peft_model(model, lora)
     model.train()
     return model, tokenizer
+
+
+def freeze_below(model: Any, train_layers: int) -> None:
+    """Leave only the top `train_layers` transformer blocks and the final norm trainable."""
+    blocks = _decoder_blocks(model)
+    if train_layers > len(blocks):
+        raise ValueError(f"model.train_layers={train_layers}: the model has only {len(blocks)} blocks.")
+    model.requires_grad_(False)
+    for block in blocks[len(blocks) - train_layers :]:
+        block.requires_grad_(True)
+    norm = getattr(model.get_decoder(), "norm", None)
+    if norm is not None:
+        norm.requires_grad_(True)
+
+
+def _decoder_blocks(model: Any) -> Any:
+    decoder = model.get_decoder()
+    for name in ("layers", "h", "blocks"):
+        if isinstance(getattr(decoder, name, None), torch.nn.ModuleList):
+            return getattr(decoder, name)
+    raise ValueError(f"model.train_layers: cannot find the transformer blocks of {type(model).__name__}.")
 
 
 def frozen_copy(model: Any, dtype: torch.dtype) -> Any:

@@ -318,6 +318,8 @@ class Trainer:
         """One mini-batch: micro-batches with gradient accumulation, then one clipped AdamW step."""
         cfg, acc = self.cfg, self.acc
         micro = cfg.algo.micro_batch_size
+        # similar lengths share a micro-batch: less padding (the accumulated gradient is the same sum)
+        mini = sorted(mini, key=lambda i: len(samples[i].prompt_ids) + len(samples[i].response_ids))
         chunks = [mini[k : k + micro] for k in range(0, len(mini), micro)]
         # Every process must run as many backward passes as the busiest one (DDP syncs on each).
         n_chunks = int(acc.gather(torch.tensor([len(chunks)], device=acc.device)).max())
@@ -380,20 +382,23 @@ class Trainer:
         With `teacher`, on the teacher's prompts (skills included); always with the current weights.
         """
         want_hidden = teacher and "full_logits" in self.needs
-        logps, hiddens = [], []
+        prompts = [(s.teacher_prompt_ids or s.prompt_ids) if teacher else s.prompt_ids for s in samples]
+        logps: list[torch.Tensor] = [torch.zeros(0)] * len(samples)
+        hiddens: list[torch.Tensor] = [torch.zeros(0)] * len(samples) if want_hidden else []
         micro = self.cfg.algo.micro_batch_size
-        for k in range(0, len(samples), micro):
-            chunk = samples[k : k + micro]
-            prompts = [(s.teacher_prompt_ids or s.prompt_ids) if teacher else s.prompt_ids for s in chunk]
-            batch = pack(prompts, [s.response_ids for s in chunk], self.tokenizer.pad_token_id)
+        order = sorted(range(len(samples)), key=lambda i: len(prompts[i]) + len(samples[i].response_ids))
+        for k in range(0, len(order), micro):  # length-sorted micro-batches: little padding
+            chunk = order[k : k + micro]
+            batch = pack([prompts[i] for i in chunk], [samples[i].response_ids for i in chunk],
+                         self.tokenizer.pad_token_id)
             with autocast(self.acc.device, self.compute_dtype):
                 out = response_logprobs(self.model, batch, with_hidden=want_hidden)
             logp, hidden = out.logp, out.hidden
-            for row, s in enumerate(chunk):
-                n = len(s.response_ids)
-                logps.append(logp[row, logp.shape[1] - n :].cpu())
+            for row, i in enumerate(chunk):
+                n = len(samples[i].response_ids)
+                logps[i] = logp[row, logp.shape[1] - n :].cpu()
                 if hidden is not None:
-                    hiddens.append(hidden[row, hidden.shape[1] - n :].cpu())
+                    hiddens[i] = hidden[row, hidden.shape[1] - n :].cpu()
         return logps, hiddens
 
     # ------------------------------------------------------------------ metrics

@@ -35,7 +35,7 @@ DEFAULT_SEED = 0
 #: objects and short prompts, for training small models on a CPU.
 EMBEDDED_SETS = {
     "default": (DEFAULT_COUNTS, Difficulty()),
-    "small": ({"train": 60, "valid_seen": 12, "valid_unseen": 12}, Difficulty(4, 2, 1)),
+    "small": ({"train": 60, "valid_seen": 12, "valid_unseen": 24}, Difficulty(4, 2, 1)),
 }
 
 _ENGINE: AlfredEngine | None = None

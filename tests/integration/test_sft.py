@@ -55,3 +55,33 @@ def test_sft_then_rl_hands_over_the_model(tmp_path, alfworld_games):
     rl_config = (tmp_path / "sft" / "config.yaml").read_text()
     assert f"name: {final}" in rl_config  # the RL stage loaded the SFT folder
     assert results["rl"]["step"] == 1
+
+
+def test_train_layers_updates_only_the_top_blocks(tmp_path, alfworld_games):
+    import torch
+
+    from sdar_agent.trainer import Trainer
+
+    cfg = config(tmp_path, alfworld_games, "model.train_layers=1", "sft.epochs=1")
+    trainer = Trainer(cfg, stage="sft")
+    try:
+        model = trainer.acc.unwrap_model(trainer.model)
+        before = {name: p.detach().clone() for name, p in model.named_parameters()}
+        trainer.train_step()
+        changed = {name for name, p in model.named_parameters() if not torch.equal(before[name], p.detach())}
+    finally:
+        trainer.close()
+    trained = {name for name in before if name.startswith(("model.layers.1.", "model.norm."))}
+    assert changed == trained
+    assert {id(p) for p in trainer.params} == {id(p) for n, p in model.named_parameters() if n in trained}
+
+
+def test_train_layers_is_checked(tmp_path, alfworld_games):
+    from sdar_agent.config import ConfigError
+
+    with pytest.raises(ConfigError, match="model.train_layers=1 and model.lora_rank=4"):
+        config(tmp_path, alfworld_games, "model.train_layers=1", "model.lora_rank=4")
+    from sdar_agent.trainer import Trainer
+
+    with pytest.raises(ValueError, match="model.train_layers=3: the model has only 2 blocks"):
+        Trainer(config(tmp_path, alfworld_games, "model.train_layers=3"), stage="sft")
