@@ -17,7 +17,7 @@ import tempfile
 import time
 
 import torch
-from train_step import matmul_peak_gflops  # noqa: E402  (benchmarks/ is the script's folder)
+from train_step import matmul_peak_gflops  # the script's own folder, benchmarks/, is on sys.path
 
 from sdar_agent.config import load_config
 from sdar_agent.trainer import Trainer

@@ -1,11 +1,18 @@
-"""GRPO vs SDAR on a CPU: the same seed, model, tasks and budget; a comparison table and plot.
+"""GRPO vs SDAR from one SFT checkpoint on a CPU: the same seeds, steps and held-out games; a table and a curve.
 
-    python examples/sdar_vs_grpo_cpu.py [--steps 6] [--out runs/sdar_vs_grpo] [overrides ...]
+    python examples/sdar_vs_grpo_cpu.py [--seeds 0 1 2] [--algos grpo sdar] [--steps 2] [--val-tasks 24]
+                                        [--out runs/sdar_vs_grpo] [key=value ...]
 
-Both runs start from the `demo` preset (the embedded SmolLM2-135M-Instruct on the small offline
-ALFWorld set) and differ only in `algo.name`. Writes `<out>/comparison.md` (final validation
-success, training success, valid-action ratio, step time, SDAR's gate statistics) and
-`<out>/comparison.png`. Extra `key=value` arguments apply to both runs (e.g. `model.name=...`).
+1. The warm start, once: the `demo` preset's SFT stage (expert demonstrations of the train split)
+   writes `<out>/sft/sft/final/`; a later call with the same `--out` reuses it.
+2. For every seed, the SFT model is validated (step 0) on the first `--val-tasks` games of
+   `valid_unseen`, spread as `val_tasks` spreads them, at the preset's validation temperature.
+3. For every seed and algorithm, `--steps` RL steps from the SFT model, validated on the same games
+   every `--val-every` steps (and at the end). The runs of one seed differ only in `algo.name`.
+4. Prints a table (mean ± std over seeds of validation success and valid-action ratio at the last
+   step, training success, seconds per step, wall time) and writes it to `<out>/comparison.md`,
+   and the validation success per step per algorithm (mean ± std band) to `<out>/comparison.png`.
+Extra `key=value` arguments apply to every stage (e.g. `env.max_turns=12`).
 """
 
 from __future__ import annotations
@@ -13,89 +20,146 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import time
 from pathlib import Path
 
-ALGOS = ("grpo", "sdar")
 
-
-def run(algo: str, out: Path, steps: int, overrides: list[str]) -> list[dict]:
+def stage_config(out: Path, name: str, overrides: list[str]):
     from sdar_agent.config import load_config
+
+    return load_config("demo", [f"output_dir={out}", f"name={name}", "save_every=0", "log.progress=false",
+                                "log.tensorboard=false", *overrides])
+
+
+def warm_start(out: Path, overrides: list[str]) -> tuple[Path, float]:
+    """The SFT model folder (trained now, or reused) and the seconds it took."""
+    from sdar_agent.train import run
+
+    final = out / "sft" / "sft" / "final"
+    if (final / "config.json").is_file():
+        print(f"reusing the SFT model {final}")
+        return final, 0.0
+    start = time.perf_counter()
+    run(stage_config(out, "sft", ["val_every=0", *overrides]), stages=("sft",))
+    return final, time.perf_counter() - start
+
+
+def validate_start(out: Path, model: Path, seed: int, overrides: list[str]) -> dict[str, float]:
+    """Step-0 validation of the SFT model with this seed's sampling."""
     from sdar_agent.trainer import Trainer
 
-    cfg = load_config("demo", [f"algo.name={algo}", f"name={algo}", f"output_dir={out}", f"steps={steps}",
-                               "save_every=0", f"val_every={steps}", "log.progress=false", *overrides])
-    trainer = Trainer(cfg)
+    trainer = Trainer(stage_config(out, f"start-seed{seed}", [f"seed={seed}", f"model.name={model}",
+                                                               "algo.name=grpo", *overrides]))
+    try:
+        return trainer.validate()
+    finally:
+        trainer.close()
+
+
+def train_rl(out: Path, model: Path, algo: str, seed: int, steps: int, val_every: int,
+             overrides: list[str]) -> list[dict]:
+    from sdar_agent.trainer import Trainer
+
+    name = f"{algo}-seed{seed}"
+    trainer = Trainer(stage_config(out, name, [f"seed={seed}", f"model.name={model}", f"algo.name={algo}",
+                                               f"steps={steps}", f"val_every={val_every}", *overrides]))
     try:
         trainer.train()
     finally:
         trainer.close()
-    return [json.loads(line) for line in (out / algo / "metrics.jsonl").read_text().splitlines()]
+    return [json.loads(line) for line in (out / name / "metrics.jsonl").read_text().splitlines()]
 
 
-def summarise(rows: list[dict]) -> dict[str, float]:
-    def mean(key: str) -> float:
-        values = [r[key] for r in rows if key in r]
-        return statistics.fmean(values) if values else float("nan")
-
-    final = rows[-1]
-    return {
-        "val success (final)": final.get("val/success_rate", float("nan")),
-        "train success (mean)": mean("episode/success_rate"),
-        "valid-action ratio (mean)": mean("episode/valid_action_ratio"),
-        "episode return (mean)": mean("episode/return"),
-        "step seconds (mean)": statistics.fmean(r["perf/rollout_s"] + r["perf/update_s"] for r in rows),
-        "teacher seconds (mean)": mean("perf/teacher_s"),
-        "sdar/gate_mean": mean("sdar/gate_mean"),
-        "sdar/gate_active_ratio": mean("sdar/gate_active_ratio"),
-        "sdar/teacher_gap_mean": mean("sdar/teacher_gap_mean"),
-    }
+def mean_std(values: list[float]) -> str:
+    if not values:
+        return "-"
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.fmean(values):.3f} ± {std:.3f}"
 
 
-def write_table(results: dict[str, list[dict]], out: Path, steps: int) -> str:
-    summaries = {algo: summarise(rows) for algo, rows in results.items()}
-    lines = [f"# GRPO vs SDAR, {steps} steps each, same seed (demo preset)", "",
-             "| metric | " + " | ".join(results) + " |", "|---|" + "---|" * len(results)]
-    for metric in summaries[ALGOS[0]]:
-        cells = [f"{summaries[a][metric]:.3f}" if summaries[a][metric] == summaries[a][metric] else "-"
-                 for a in results]
-        lines.append(f"| {metric} | " + " | ".join(cells) + " |")
-    text = "\n".join(lines) + "\n"
-    (out / "comparison.md").write_text(text)
-    return text
+def table(start: dict[int, dict], runs: dict[str, dict[int, list[dict]]], wall: dict[str, float],
+          header: str) -> str:
+    lines = [header, "", "| method | val success | val valid-action ratio | train success | s / step | wall (s) |",
+             "|---|---|---|---|---|---|"]
+    seeds = sorted(start)
+    lines.append(f"| SFT model (step 0) | {mean_std([start[s]['val/success_rate'] for s in seeds])} | "
+                 f"{mean_std([start[s]['val/valid_action_ratio'] for s in seeds])} | - | - | {wall['sft']:.0f} |")
+    for algo, by_seed in runs.items():
+        finals = [[r for r in rows if "val/success_rate" in r][-1] for rows in by_seed.values()]
+        train = [statistics.fmean(r["episode/success_rate"] for r in rows if "episode/success_rate" in r)
+                 for rows in by_seed.values()]
+        step_s = [statistics.fmean(r["perf/rollout_s"] + r["perf/update_s"] for r in rows if "perf/rollout_s" in r)
+                  for rows in by_seed.values()]
+        lines.append(f"| {algo} | {mean_std([f['val/success_rate'] for f in finals])} | "
+                     f"{mean_std([f['val/valid_action_ratio'] for f in finals])} | {mean_std(train)} | "
+                     f"{statistics.fmean(step_s):.0f} | {wall[algo]:.0f} |")
+    return "\n".join(lines) + "\n"
 
 
-def plot(results: dict[str, list[dict]], out: Path) -> None:
+def plot(start: dict[int, dict], runs: dict[str, dict[int, list[dict]]], out: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import numpy as np
 
-    keys = ["episode/success_rate", "episode/valid_action_ratio", "episode/return", "actor/entropy",
-            "sdar/gate_mean", "sdar/gate_active_ratio"]
-    fig, axes = plt.subplots(2, 3, figsize=(13, 6.5))
-    for ax, key in zip(axes.flat, keys, strict=True):
-        for algo, rows in results.items():
-            points = [(r["step"], r[key]) for r in rows if key in r]
-            if points:
-                ax.plot(*zip(*points, strict=True), marker="o", label=algo)
-        ax.set_title(key)
-        ax.set_xlabel("step")
-        ax.grid(alpha=0.3)
-        ax.legend()
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for algo, by_seed in runs.items():
+        curves = []
+        for seed, rows in by_seed.items():
+            points = {0: start[seed]["val/success_rate"]}
+            points.update({r["step"]: r["val/success_rate"] for r in rows if "val/success_rate" in r})
+            curves.append(points)
+        steps = sorted(set.intersection(*(set(c) for c in curves)))
+        values = np.array([[c[s] for s in steps] for c in curves])
+        mean, std = values.mean(axis=0), values.std(axis=0)
+        ax.plot(steps, mean, marker="o", label=f"{algo} (n={len(curves)} seeds)")
+        ax.fill_between(steps, mean - std, mean + std, alpha=0.2)
+    ax.set_xlabel("RL step (0 = the SFT model)")
+    ax.set_ylabel("validation success (valid_unseen)")
+    ax.grid(alpha=0.3)
+    ax.legend()
     fig.tight_layout()
     fig.savefig(out / "comparison.png", dpi=100)
     plt.close(fig)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", type=int, default=6)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--algos", nargs="+", default=["grpo", "sdar"])
+    parser.add_argument("--steps", type=int, default=2, help="RL steps per run")
+    parser.add_argument("--val-every", type=int, default=0, help="validate every N steps (0: at the end only)")
+    parser.add_argument("--val-tasks", type=int, default=24, help="held-out valid_unseen games")
     parser.add_argument("--out", type=Path, default=Path("runs/sdar_vs_grpo"))
     args, overrides = parser.parse_known_args()
+    overrides = [f"val_tasks={args.val_tasks}", *overrides]
     args.out.mkdir(parents=True, exist_ok=True)
-    results = {algo: run(algo, args.out, args.steps, overrides) for algo in ALGOS}
-    print(write_table(results, args.out, args.steps))
-    plot(results, args.out)
+    wall: dict[str, float] = {}
+    model, wall["sft"] = warm_start(args.out, overrides)
+    start: dict[int, dict] = {}
+    for seed in args.seeds:
+        began = time.perf_counter()
+        start[seed] = validate_start(args.out, model, seed, overrides)
+        wall["sft"] += time.perf_counter() - began
+        print(f"seed {seed}: SFT model validation success {start[seed]['val/success_rate']:.3f}", flush=True)
+    runs: dict[str, dict[int, list[dict]]] = {algo: {} for algo in args.algos}
+    for algo in args.algos:
+        began = time.perf_counter()
+        for seed in args.seeds:
+            runs[algo][seed] = train_rl(args.out, model, algo, seed, args.steps, args.val_every or args.steps,
+                                        overrides)
+            final = [r for r in runs[algo][seed] if "val/success_rate" in r][-1]
+            print(f"{algo} seed {seed}: validation success {final['val/success_rate']:.3f} after "
+                  f"{args.steps} steps ({time.perf_counter() - began:.0f}s so far)", flush=True)
+        wall[algo] = time.perf_counter() - began
+    header = (f"# {' vs '.join(args.algos)} from one SFT model: {args.steps} RL steps, seeds {args.seeds}, "
+              f"{args.val_tasks} valid_unseen games (`demo` preset; overrides: {' '.join(overrides)})")
+    text = table(start, runs, wall, header)
+    (args.out / "comparison.md").write_text(text)
+    plot(start, runs, args.out)
+    print(text)
     print(f"wrote {args.out / 'comparison.md'} and {args.out / 'comparison.png'}")
 
 

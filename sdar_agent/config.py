@@ -86,7 +86,8 @@ class ModelConfig:
     """Module names that get LoRA adapters."""
     train_layers: int = option(0, at_least(0))
     """Train only the top N transformer blocks and the final norm (the embeddings, the LM head and the
-    lower blocks stay frozen, so backward stops at block N from the top); 0 trains all weights. A
+    lower blocks stay frozen, so backward stops at block N from the top); 0, or N at least the model's
+    depth, trains all weights. A
     speed knob for small machines: on a 2-core CPU training the top 10 of SmolLM2's 30 blocks is
     about twice as fast as training all of them."""
     gradient_checkpointing: bool = False
@@ -267,7 +268,8 @@ class TrainConfig:
     save_every: int = option(50, at_least(0))
     """Checkpoint every N steps (and at the end, and on Ctrl-C); 0 only at the end."""
     val_every: int = option(25, at_least(0))
-    """Validate every N steps on `env.val_splits` (and at the end); 0 never."""
+    """Validate every N RL steps on `env.val_splits` (and at the end); 0 never. An SFT stage
+    validates before its first step and after its last."""
     val_tasks: int = option(32, at_least(1))
     """Tasks per validation split, one rollout each, spread evenly over the split."""
     val_temperature: float = option(0.4, at_least(0))

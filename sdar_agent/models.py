@@ -131,10 +131,13 @@ def load_policy(cfg: ModelConfig, device: torch.device, tokenizer: Any | None = 
 
 
 def freeze_below(model: Any, train_layers: int) -> None:
-    """Leave only the top `train_layers` transformer blocks and the final norm trainable."""
+    """Leave only the top `train_layers` transformer blocks and the final norm trainable.
+
+    A model with no more blocks than that keeps every weight trainable.
+    """
     blocks = _decoder_blocks(model)
-    if train_layers > len(blocks):
-        raise ValueError(f"model.train_layers={train_layers}: the model has only {len(blocks)} blocks.")
+    if train_layers >= len(blocks):
+        return
     model.requires_grad_(False)
     for block in blocks[len(blocks) - train_layers :]:
         block.requires_grad_(True)

@@ -205,7 +205,9 @@ class Trainer:
         metrics = self._sft_step() if self.stage == "sft" else self._rl_step()
         metrics = self._average_across_processes(metrics)
         step = self.state.step
-        if self.cfg.val_every and (step % self.cfg.val_every == 0 or step == self.steps):
+        # RL validates every `val_every` steps; the SFT stage before (in `train`) and after its last step
+        periodic = self.stage == "rl" and step % max(self.cfg.val_every, 1) == 0
+        if self.cfg.val_every and (periodic or step == self.steps):
             metrics.update(self.validate())
         self.tracker.log(step, metrics)
         return metrics

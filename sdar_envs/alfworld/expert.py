@@ -228,8 +228,8 @@ def _thought(command: str, world: World, task_type: str, params: dict[str, Any],
     if verb == "open":
         return pick([f"The {rest} is closed; I open it to look inside.", f"I open the {rest} to see what is in it."])
     if verb == "take":
-        obj = rest.split(" from ")[0]
-        return pick([f"There is the {obj}; I take it.", f"I see the {obj} here, so I pick it up."])
+        obj, _, place = rest.partition(" from ")  # the thought names both, as the action must
+        return pick([f"The {obj} is in the {place}; I take it.", f"I see the {obj} at the {place}, so I pick it up."])
     if verb in ("heat", "cool", "clean"):
         obj, _, appliance = rest.partition(" with ")
         return pick([f"I {verb} the {obj} with the {appliance}.", f"The {appliance} will {verb} the {obj}."])

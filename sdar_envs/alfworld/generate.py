@@ -32,10 +32,13 @@ MANIFEST = "sdar_manifest.json"
 DEFAULT_COUNTS = {"train": 120, "valid_seen": 24, "valid_unseen": 24}
 DEFAULT_SEED = 0
 #: Embedded sets by name: (games per split, difficulty). `small` has 4-receptacle rooms with few
-#: objects and short prompts, for training small models on a CPU.
+#: objects and short prompts, for training small models on a CPU; `easy` keeps two receptacles
+#: (three when the task needs an appliance) and no distractors: short games a 135M model learns from a few
+#: demonstrations (the CPU demo).
 EMBEDDED_SETS = {
     "default": (DEFAULT_COUNTS, Difficulty()),
     "small": ({"train": 60, "valid_seen": 12, "valid_unseen": 24}, Difficulty(4, 2, 1)),
+    "easy": ({"train": 120, "valid_seen": 12, "valid_unseen": 24}, Difficulty(2, 0, 1)),
 }
 
 _ENGINE: AlfredEngine | None = None

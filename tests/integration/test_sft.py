@@ -83,5 +83,28 @@ def test_train_layers_is_checked(tmp_path, alfworld_games):
         config(tmp_path, alfworld_games, "model.train_layers=1", "model.lora_rank=4")
     from sdar_agent.trainer import Trainer
 
-    with pytest.raises(ValueError, match="model.train_layers=3: the model has only 2 blocks"):
-        Trainer(config(tmp_path, alfworld_games, "model.train_layers=3"), stage="sft")
+    trainer = Trainer(config(tmp_path, alfworld_games, "model.train_layers=2"), stage="sft")  # the whole depth
+    trainer.close()
+    assert len(trainer.params) == len(list(trainer.acc.unwrap_model(trainer.model).parameters()))
+
+
+def test_sft_teaches_the_tiny_model_the_answer_format(tmp_path, alfworld_games):
+    from sdar_agent.generation import Sampling
+    from sdar_agent.trainer import Trainer
+
+    cfg = config(tmp_path, alfworld_games, "sft.episodes=2", "sft.epochs=40", "sft.lr=3e-3", "algo.micro_batch_size=8")
+    trainer = Trainer(cfg, stage="sft")
+    try:
+        prompts = [s.prompt_ids for s in trainer.demos]
+        before = trainer.generator(prompts, Sampling(48, greedy=True))
+        while trainer.state.step < trainer.steps:
+            trainer.train_step()
+        after = trainer.generator(prompts, Sampling(48, greedy=True))
+    finally:
+        trainer.close()
+
+    def valid(responses):
+        texts = [trainer.tokenizer.decode(r, skip_special_tokens=True) for r in responses]
+        return sum(trainer.template.parse(t).valid for t in texts) / len(texts)
+
+    assert valid(before) == 0.0 and valid(after) >= 0.8, (valid(before), valid(after))

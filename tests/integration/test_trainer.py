@@ -133,6 +133,7 @@ def test_bad_config_fails_before_loading_a_model():
 def test_two_process_accelerate_run(tmp_path, alfworld_games, algo):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     args = ["model.name=tiny", "name=ddp", f"output_dir={tmp_path}", "steps=2", "save_every=0", "val_every=2",
+            "sft.episodes=0",
             f"algo.name={algo}", "skills.strategy=ucb",
             "val_tasks=2", "env.num_workers=0", "rollout.tasks_per_step=2", "rollout.group_size=2",
             "rollout.max_response_tokens=8", "env.max_turns=2", "log.progress=false", "log.tensorboard=false",
@@ -167,6 +168,7 @@ def test_ctrl_c_finishes_the_step_and_checkpoints(tmp_path, alfworld_games):
     import time
 
     args = ["demo", "model.name=tiny", "algo.name=grpo", "name=stop", f"output_dir={tmp_path}", "steps=500",
+            "sft.episodes=0",
             "save_every=0", "val_every=0", "env.num_workers=0", "rollout.tasks_per_step=1", "rollout.group_size=2",
             "rollout.max_response_tokens=4", "env.max_turns=1", "log.progress=false", "log.tensorboard=false",
             f"env.kwargs={{data_dir: {alfworld_games}}}"]
