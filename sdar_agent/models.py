@@ -116,7 +116,9 @@ def load_policy(cfg: ModelConfig, device: torch.device, tokenizer: Any | None = 
     if cfg.train_layers:
         freeze_below(model, cfg.train_layers)
     if cfg.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
+        # transformers >= 5 calls it activation checkpointing (the old name warns it will go in v6)
+        enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
+        enable()
         model.config.use_cache = False
     if cfg.lora_rank > 0:
         try:

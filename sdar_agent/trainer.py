@@ -95,7 +95,7 @@ class Trainer:
         self.tracker = Tracker(self.run_dir, self.acc.is_main_process, cfg.log.tensorboard)
         if self.acc.is_main_process:
             (self.run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
-            logger.info("resolved config:\n%s", yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+            logger.info("%s stage: resolved config in %s", stage, self.run_dir / "config.yaml")
 
         rl_algorithm = ALGORITHMS[cfg.algo.name]
         self.algorithm = ALGORITHMS["sft"] if stage == "sft" else rl_algorithm

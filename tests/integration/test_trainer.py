@@ -214,3 +214,20 @@ def test_cli_help_lists_presets_and_keys(cli):
     assert result.returncode == 0, result.stderr
     assert "presets: " in result.stdout and "demo_webshop" in result.stdout and "algo.lr=1e-06" in result.stdout
     assert "rollout.group_size=8  Rollouts per task: GRPO's group" in result.stdout
+
+
+def test_activation_checkpointing_without_deprecation_warnings():
+    import warnings
+
+    import torch
+
+    from sdar_agent.config import ModelConfig
+    from sdar_agent.models import load_policy
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model, _ = load_policy(ModelConfig(name="tiny", gradient_checkpointing=True), torch.device("cpu"))
+        model(input_ids=torch.tensor([[1, 2, 3]]), use_cache=False).logits.sum().backward()
+    assert getattr(model, "is_activation_checkpointing", None) or model.is_gradient_checkpointing
+    assert not [w for w in caught if issubclass(w.category, (DeprecationWarning, FutureWarning))], \
+        [str(w.message) for w in caught]
