@@ -61,8 +61,9 @@ def train_rl(out: Path, model: Path, algo: str, seed: int, steps: int, val_every
     from sdar_agent.trainer import Trainer
 
     name = f"{algo}-seed{seed}"
-    trainer = Trainer(stage_config(out, name, [f"seed={seed}", f"model.name={model}", f"algo.name={algo}",
-                                               f"steps={steps}", f"val_every={val_every}", *overrides]))
+    trainer = Trainer(stage_config(out, name, ["overwrite=true", f"seed={seed}", f"model.name={model}",
+                                               f"algo.name={algo}", f"steps={steps}", f"val_every={val_every}",
+                                               *overrides]))
     try:
         trainer.train()
     finally:

@@ -276,6 +276,10 @@ class TrainConfig:
     """Sampling temperature of validation (0: greedy; the reference: 0.4)."""
     resume: str = ""
     """A checkpoint folder (or a run folder: its latest checkpoint) to continue from."""
+    overwrite: bool = False
+    """Replace the outputs of an existing run of this name. Without it (and without `resume`),
+    `python -m sdar_agent.train` writes to `<name>-2`, `<name>-3`, ... and a trainer refuses a
+    folder that already holds a run: two runs never share a folder."""
     model: ModelConfig = option(factory=ModelConfig)
     env: EnvConfig = option(factory=EnvConfig)
     rollout: RolloutConfig = option(factory=RolloutConfig)

@@ -40,6 +40,7 @@ def run(cfg: TrainConfig, stages: Sequence[str] = STAGES) -> dict[str, Any]:
     """
     from sdar_agent.trainer import Trainer
 
+    cfg = fresh_run_name(cfg)
     results: dict[str, Any] = {}
     sft_final = cfg.run_dir / "sft" / "final"
     if "sft" in stages and cfg.sft.episodes > 0:
@@ -53,6 +54,31 @@ def run(cfg: TrainConfig, stages: Sequence[str] = STAGES) -> dict[str, Any]:
     if "rl" in stages:
         results["rl"] = _run_stage(Trainer(cfg, stage="rl"))
     return results
+
+
+def fresh_run_name(cfg: TrainConfig) -> TrainConfig:
+    """`cfg`, or a copy named `<name>-2`, `<name>-3`, ... when its folder already holds a run.
+
+    A run with `resume=` continues its folder and `overwrite=true` replaces it; otherwise an
+    existing run is never mixed with a new one.
+    """
+    from sdar_agent.trainer import holds_run
+
+    def taken(name: str) -> bool:
+        folder = cfg.run_dir.parent / name
+        return holds_run(folder) or holds_run(folder / "sft")
+
+    if cfg.resume or cfg.overwrite or not taken(cfg.name):
+        return cfg
+    n = 2
+    while taken(f"{cfg.name}-{n}"):
+        n += 1
+    fresh = copy.deepcopy(cfg)
+    fresh.name = f"{cfg.name}-{n}"
+    logging.getLogger(__name__).warning(
+        "%s already holds a run: this one goes to %s (resume=%s continues that one, overwrite=true replaces it)",
+        cfg.run_dir, fresh.run_dir, cfg.run_dir)
+    return fresh
 
 
 def _run_stage(trainer: Any) -> dict[str, Any]:

@@ -26,6 +26,7 @@ import json
 import logging
 import math
 import random
+import shutil
 import signal
 import time
 from collections import defaultdict
@@ -92,6 +93,9 @@ class Trainer:
                               f"{world} processes.")
         seed_everything(cfg.seed + self.acc.process_index)
         self.run_dir = cfg.run_dir / "sft" if stage == "sft" else cfg.run_dir
+        if self.acc.is_main_process:
+            claim_run_dir(self.run_dir, resume=bool(cfg.resume), overwrite=cfg.overwrite)
+        self.acc.wait_for_everyone()
         self.tracker = Tracker(self.run_dir, self.acc.is_main_process, cfg.log.tensorboard)
         if self.acc.is_main_process:
             (self.run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
@@ -505,6 +509,32 @@ class Trainer:
         for pool in self._val_pools.values():
             pool.close()
         self.tracker.close()
+
+
+#: What a stage writes into its run folder (an RL run folder also holds its warm start's `sft/`).
+RUN_OUTPUTS = ("metrics.jsonl", "tensorboard", CHECKPOINTS, "final", "curves.png", "config.yaml")
+
+
+def holds_run(run_dir: Path) -> bool:
+    """Whether a stage has already written its metrics or checkpoints into `run_dir`."""
+    return (run_dir / "metrics.jsonl").is_file() or (run_dir / CHECKPOINTS).is_dir()
+
+
+def claim_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
+    """Make `run_dir` this stage's: continue it (resume), empty its outputs (overwrite), or refuse."""
+    if resume or not holds_run(run_dir):
+        return
+    if not overwrite:
+        run = run_dir.parent if run_dir.name == "sft" else run_dir  # a warm start is resumed with its run
+        raise ConfigError(f"{run_dir} already holds a run: continue it with resume={run}, replace it with "
+                          "overwrite=true, or choose another name=.")
+    for name in RUN_OUTPUTS:
+        path = run_dir / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+    logger.info("overwrite=true: replaced the earlier run's outputs in %s", run_dir)
 
 
 def _stack(rows: list[torch.Tensor], idx: list[int], mask: torch.Tensor) -> torch.Tensor:

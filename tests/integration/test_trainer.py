@@ -20,7 +20,7 @@ from sdar_agent.models import load_policy, load_tokenizer  # noqa: E402
 from sdar_agent.prompts import template_for  # noqa: E402
 from sdar_agent.rollout import collect  # noqa: E402
 from sdar_agent.workers import EnvPool  # noqa: E402
-from tests.helpers import run_train  # noqa: E402
+from tests.helpers import LENIENT, run_train  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.usefixtures("lenient_template")
@@ -231,3 +231,27 @@ def test_activation_checkpointing_without_deprecation_warnings():
     assert getattr(model, "is_activation_checkpointing", None) or model.is_gradient_checkpointing
     assert not [w for w in caught if issubclass(w.category, (DeprecationWarning, FutureWarning))], \
         [str(w.message) for w in caught]
+
+
+def test_a_run_folder_is_never_mixed(tmp_path, alfworld_games, lenient_template):
+    import json
+
+    from sdar_agent.config import ConfigError, load_config
+    from sdar_agent.train import run
+    from sdar_agent.trainer import Trainer
+
+    def cfg(*extra):
+        return load_config("demo", [
+            "model.name=tiny", "algo.name=grpo", "name=dup", f"output_dir={tmp_path}", "steps=1", "save_every=0",
+            "val_every=0", "sft.episodes=0", "env.num_workers=0", "rollout.tasks_per_step=1", "rollout.group_size=2",
+            "rollout.max_response_tokens=4", "env.max_turns=1", "log.progress=false", "log.tensorboard=false",
+            "log.plot=false", f"env.kwargs={{data_dir: {alfworld_games}}}", f"rollout.template={LENIENT}", *extra])
+
+    first, second = run(cfg()), run(cfg())  # the command line's path: a second run gets its own folder
+    assert (first["rl"]["run_dir"], second["rl"]["run_dir"]) == (str(tmp_path / "dup"), str(tmp_path / "dup-2"))
+    with pytest.raises(ConfigError, match=f"{tmp_path / 'dup'} already holds a run: continue it with resume="):
+        Trainer(cfg())  # a trainer refuses a folder with a run in it
+    run(cfg("overwrite=true"))
+    rows = [json.loads(line) for line in (tmp_path / "dup" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1]  # replaced, not appended
+    assert not (tmp_path / "dup-3").exists()
