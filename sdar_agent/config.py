@@ -266,7 +266,10 @@ class TrainConfig:
     output_dir: str = "runs"
     """Folder that holds the run folders."""
     save_every: int = option(50, at_least(0))
-    """Checkpoint every N steps (and at the end, and on Ctrl-C); 0 only at the end."""
+    """Checkpoint (weights, optimizer, RNG states: what `resume` needs) every N steps and at the
+    end; 0: none, only the final model in `final/` (Ctrl-C still checkpoints)."""
+    save_total_limit: int = option(2, at_least(1))
+    """Checkpoints kept in `<run>/checkpoints/`; older ones are deleted after each save."""
     val_every: int = option(25, at_least(0))
     """Validate every N RL steps on `env.val_splits` (and at the end); 0 never. An SFT stage
     validates before its first step and after its last."""

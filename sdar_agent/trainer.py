@@ -187,7 +187,8 @@ class Trainer:
                     self.save_checkpoint()
             if self._stop:
                 logger.warning("stopping at step %d on request; checkpointing", self.state.step)
-            self.save_checkpoint()
+            if self._stop or cfg.save_every:
+                self.save_checkpoint()
             if not self._stop:
                 self.save_final()
         finally:
@@ -478,6 +479,9 @@ class Trainer:
         self.acc.save_state(str(path))
         if self.acc.is_main_process:
             (path / "sdar_state.json").write_text(json.dumps({"step": self.state.step, "config": self.cfg.to_dict()}))
+            kept = sorted((self.run_dir / CHECKPOINTS).glob("step_*"))
+            for old in kept[: -self.cfg.save_total_limit]:
+                shutil.rmtree(old)
         self.acc.wait_for_everyone()
         return path
 

@@ -255,3 +255,10 @@ def test_a_run_folder_is_never_mixed(tmp_path, alfworld_games, lenient_template)
     rows = [json.loads(line) for line in (tmp_path / "dup" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [1]  # replaced, not appended
     assert not (tmp_path / "dup-3").exists()
+
+
+def test_checkpoints_are_pruned_and_save_every_0_keeps_only_the_final_model(tmp_path, alfworld_games):
+    run_train(tmp_path, alfworld_games, "keep", "save_every=1", "save_total_limit=2", steps=3)
+    assert sorted(p.name for p in (tmp_path / "keep" / "checkpoints").iterdir()) == ["step_000002", "step_000003"]
+    run_train(tmp_path, alfworld_games, "none", "save_every=0", steps=1)
+    assert not (tmp_path / "none" / "checkpoints").exists() and (tmp_path / "none" / "final").is_dir()
