@@ -115,6 +115,7 @@ class Trainer:
         self.params = [p for p in model.parameters() if p.requires_grad]
         optimizer = torch.optim.AdamW(self.params, lr=self.lr, weight_decay=cfg.algo.weight_decay)
         self.model, self.optimizer = self.acc.prepare(model, optimizer)
+        self.acc.register_save_state_pre_hook(_drop_tied_copies)
         self.generator = HFGenerator(self.acc.unwrap_model(self.model), self.tokenizer,
                                      cfg.rollout.generation_batch_size, self.compute_dtype)
 
@@ -539,6 +540,23 @@ def claim_run_dir(run_dir: Path, resume: bool, overwrite: bool) -> None:
         elif path.exists():
             path.unlink()
     logger.info("overwrite=true: replaced the earlier run's outputs in %s", run_dir)
+
+
+def _drop_tied_copies(models: list[Any], weights: list[dict[str, torch.Tensor]], output_dir: str) -> None:
+    """Checkpoints store a tied tensor once, under its first name, as `save_pretrained` does.
+
+    (The tied output embedding is re-tied on load; left in, accelerate drops it with a warning.)
+    """
+    for state in weights:
+        seen: set[tuple[Any, int]] = set()
+        for name in list(state):
+            tensor = state[name]
+            if not isinstance(tensor, torch.Tensor):
+                continue
+            key = (tensor.device, tensor.untyped_storage().data_ptr())
+            if key in seen:
+                del state[name]
+            seen.add(key)
 
 
 def _stack(rows: list[torch.Tensor], idx: list[int], mask: torch.Tensor) -> torch.Tensor:

@@ -262,3 +262,31 @@ def test_checkpoints_are_pruned_and_save_every_0_keeps_only_the_final_model(tmp_
     assert sorted(p.name for p in (tmp_path / "keep" / "checkpoints").iterdir()) == ["step_000002", "step_000003"]
     run_train(tmp_path, alfworld_games, "none", "save_every=0", steps=1)
     assert not (tmp_path / "none" / "checkpoints").exists() and (tmp_path / "none" / "final").is_dir()
+
+
+def test_a_checkpoint_reloads_to_the_saved_weights_without_warnings(tmp_path, alfworld_games, caplog):
+    import logging
+
+    from safetensors.torch import load_file
+
+    from sdar_agent.config import load_config
+    from sdar_agent.trainer import Trainer
+
+    with caplog.at_level(logging.WARNING):
+        run_train(tmp_path, alfworld_games, "ck", "save_every=1", steps=1)
+    assert "Removed shared tensor" not in caplog.text
+    stored = load_file(tmp_path / "ck" / "checkpoints" / "step_000001" / "model.safetensors")
+    assert "lm_head.weight" not in stored  # the tied output embedding is stored once, as save_pretrained does
+    final = load_file(tmp_path / "ck" / "final" / "model.safetensors")
+    cfg = load_config("demo", ["model.name=tiny", "name=ck2", f"output_dir={tmp_path}", "env.num_workers=0",
+                               f"env.kwargs={{data_dir: {alfworld_games}}}", "log.tensorboard=false",
+                               f"resume={tmp_path / 'ck'}", "algo.name=grpo"])
+    trainer = Trainer(cfg)
+    try:
+        state = trainer.acc.unwrap_model(trainer.model).state_dict()
+    finally:
+        trainer.close()
+    assert trainer.state.step == 1
+    for name, tensor in final.items():
+        assert torch.equal(state[name], tensor), name
+    assert state["lm_head.weight"].data_ptr() == state["model.embed_tokens.weight"].data_ptr()  # still tied
