@@ -44,9 +44,15 @@ def test_demonstrations_are_train_turns_with_response_only_targets(tmp_path, alf
         assert sample.task_id in train_ids  # demonstrations come from the train split only
 
 
-def test_sft_then_rl_hands_over_the_model(tmp_path, alfworld_games):
+def test_sft_then_rl_hands_over_the_model(tmp_path, alfworld_games, capsys, caplog):
+    import logging
+
     cfg = config(tmp_path, alfworld_games)
-    results = run(cfg)
+    with caplog.at_level(logging.INFO):
+        results = run(cfg)
+    console = capsys.readouterr().err + caplog.text
+    assert "Writing model shards" not in console and "Loading weights" not in console  # one progress bar
+    assert "resolved config in" in console and "algo:" not in console  # where the config is, not the config
     rows = [json.loads(line) for line in (tmp_path / "sft" / "sft" / "metrics.jsonl").read_text().splitlines()]
     losses = [r["sft/loss"] for r in rows if "sft/loss" in r]
     assert len(losses) >= 2 and losses[-1] < losses[0]  # the loss on the expert's responses goes down
