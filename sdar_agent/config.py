@@ -239,6 +239,10 @@ class SFTConfig:
     """Turn samples per AdamW step (micro-batches of `algo.micro_batch_size`)."""
     lr: float = option(5e-5, between(0, 1, closed="()"))
     """AdamW learning rate of the warm start."""
+    noise: float = option(0.0, between(0, 1, closed="[)"))
+    """Share of demonstration turns where a wrong action is played instead of the expert's (not
+    learned from): a random admissible action or the previous action again. The expert's next
+    turns then show how to recover, from states the policy itself will reach."""
 
 
 @dataclass

@@ -110,7 +110,14 @@ def load_tokenizer(cfg: ModelConfig) -> Any:
 
 
 def load_policy(cfg: ModelConfig, device: torch.device, tokenizer: Any | None = None) -> tuple[Any, Any]:
-    """(model, tokenizer) on `device`, in training mode, with LoRA / checkpointing as configured."""
+    """(model, tokenizer) on `device`, in training mode, with LoRA / checkpointing as configured.
+
+    Transformers' own progress bars ("Loading weights", "Writing model shards") are switched off
+    for the process: the trainer's bar is the only one, and the console stays short.
+    """
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
     tokenizer = tokenizer or load_tokenizer(cfg)
     model = _base_model(cfg, device, tokenizer)
     if cfg.train_layers:

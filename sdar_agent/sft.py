@@ -65,7 +65,7 @@ def collect_demonstrations(cfg: TrainConfig, tokenizer: Any, template: PromptTem
         samples: list[Sample] = []
         wins = 0
         for traj, index in enumerate(chosen):
-            episode = _demonstrate(env, task_ids[int(index)], traj, cfg, tokenizer, template, eos_ids, skills)
+            episode = _demonstrate(env, task_ids[int(index)], traj, cfg, tokenizer, template, eos_ids, skills, rng)
             if episode:
                 wins += 1
                 samples += episode
@@ -79,8 +79,13 @@ def collect_demonstrations(cfg: TrainConfig, tokenizer: Any, template: PromptTem
 
 
 def _demonstrate(env: Any, task_id: str, traj: int, cfg: TrainConfig, tokenizer: Any, template: PromptTemplate,
-                 eos_ids: set[int], skills: SkillSelector | None) -> list[Sample]:
-    """One expert episode as samples (empty when the expert did not win it)."""
+                 eos_ids: set[int], skills: SkillSelector | None, rng: np.random.Generator) -> list[Sample]:
+    """One expert episode as samples (empty when the expert did not win it).
+
+    With `sft.noise` > 0 some turns play a wrong action instead (a random admissible one, or the
+    previous action again): no sample is made of those turns, and the expert's next turns show
+    the way back, so the student also sees states off the expert's path.
+    """
     observation, info = env.reset(seed=cfg.seed + traj, options={"task_id": task_id})
     task, task_type, admissible = info["task"], info["task_type"], info["admissible_actions"]
     shown = skills.retrieve(task_type, task).text if skills is not None else ""
@@ -90,6 +95,16 @@ def _demonstrate(env: Any, task_id: str, traj: int, cfg: TrainConfig, tokenizer:
         expert = env.unwrapped.expert_step()
         if expert is None:
             raise ConfigError(f"{cfg.env.id} has no expert (expert_step() returned None): set sft.episodes=0.")
+        if step > 0 and cfg.sft.noise > 0 and rng.random() < cfg.sft.noise:
+            wrong = [a for a in (*admissible, history[-1][1]) if a != expert.action] if history else []
+            if wrong:
+                action = wrong[int(rng.integers(len(wrong)))]
+                history.append((observation, action))
+                observation, _, terminated, truncated, info = env.step(action)
+                admissible = info["admissible_actions"]
+                if terminated or truncated:
+                    break
+                continue
         answer = template.format_answer(expert.thought, expert.action)
         parsed = template.parse(answer)
         if not parsed.valid:

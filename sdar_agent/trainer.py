@@ -107,9 +107,6 @@ class Trainer:
         self.terms = objective_terms(self.algorithm, cfg.algo)
         self.needs = self.algorithm.needs(cfg.algo)
         self.template = template_for(cfg.env.id, cfg.rollout.template)
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()  # one bar, the run's: no "Loading weights" / "Writing model shards" bars
         self.tokenizer = load_tokenizer(cfg.model)
         model, _ = load_policy(cfg.model, self.acc.device, self.tokenizer)
         self.ref = None  # the KL's reference: the initial policy (with LoRA, the base weights)

@@ -44,6 +44,22 @@ def test_demonstrations_are_train_turns_with_response_only_targets(tmp_path, alf
         assert sample.task_id in train_ids  # demonstrations come from the train split only
 
 
+def test_noisy_demonstrations_show_recoveries_from_off_path_states(tmp_path, alfworld_games):
+    cfg = config(tmp_path, alfworld_games, "sft.episodes=6", "sft.noise=0.3", "env.max_turns=40")
+    tokenizer = load_tokenizer(cfg.model)
+    template = template_for(cfg.env.id)
+    clean, _ = collect_demonstrations(config(tmp_path, alfworld_games, "sft.episodes=6", "env.max_turns=40"),
+                                      tokenizer, template, {tokenizer.eos_token_id})
+    noisy, summary = collect_demonstrations(cfg, tokenizer, template, {tokenizer.eos_token_id})
+    again, _ = collect_demonstrations(cfg, tokenizer, template, {tokenizer.eos_token_id})
+    assert summary["sft/expert_success_rate"] == 1.0  # the expert recovers from every wrong action
+    assert [s.prompt_ids for s in noisy] == [s.prompt_ids for s in again]  # seeded, reproducible
+    # every kept turn is still the expert's, but some are taken from states off its own path
+    assert {tuple(s.prompt_ids) for s in noisy} - {tuple(s.prompt_ids) for s in clean}
+    steps = [s.step for s in noisy]
+    assert any(b - a > 1 for a, b in zip(steps, steps[1:]) if b > a)  # a wrong turn left no sample
+
+
 def test_sft_then_rl_hands_over_the_model(tmp_path, alfworld_games, capsys, caplog):
     import logging
 

@@ -290,3 +290,20 @@ def test_a_checkpoint_reloads_to_the_saved_weights_without_warnings(tmp_path, al
     for name, tensor in final.items():
         assert torch.equal(state[name], tensor), name
     assert state["lm_head.weight"].data_ptr() == state["model.embed_tokens.weight"].data_ptr()  # still tied
+
+
+def test_the_same_seed_gives_the_same_run_whatever_the_load(tmp_path, alfworld_games):
+    """Two SDAR runs of 2 steps, env workers in subprocesses, the second beside a busy process: equal metrics."""
+    extra = ("algo.name=sdar", "env.num_workers=-1", "skills.bank=", "save_every=0")
+    quiet, _ = run_train(tmp_path, alfworld_games, "quiet", *extra)
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        loaded, _ = run_train(tmp_path, alfworld_games, "loaded", *extra)
+    finally:
+        hog.kill()
+    assert [r["step"] for r in loaded] == [1, 2]
+    for a, b in zip(quiet, loaded, strict=True):
+        keys = {k for k in a if not k.startswith(("perf/", "time")) and isinstance(a[k], float | int)}
+        assert keys >= {"sdar/loss", "sdar/gate_mean", "actor/pg_loss", "actor/grad_norm", "episode/return"}
+        for key in sorted(keys):
+            assert a[key] == pytest.approx(b[key], rel=1e-6, abs=1e-9), key
