@@ -57,7 +57,7 @@ def test_noisy_demonstrations_show_recoveries_from_off_path_states(tmp_path, alf
     # every kept turn is still the expert's, but some are taken from states off its own path
     assert {tuple(s.prompt_ids) for s in noisy} - {tuple(s.prompt_ids) for s in clean}
     steps = [s.step for s in noisy]
-    assert any(b - a > 1 for a, b in zip(steps, steps[1:]) if b > a)  # a wrong turn left no sample
+    assert any(b - a > 1 for a, b in zip(steps, steps[1:], strict=False) if b > a)  # a wrong turn left no sample
 
 
 def test_sft_then_rl_hands_over_the_model(tmp_path, alfworld_games, capsys, caplog):
