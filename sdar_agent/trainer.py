@@ -178,11 +178,7 @@ class Trainer:
                 last = self.train_step()
                 if progress is not None:
                     progress.update(1)
-                    shown = {"success": f"{last.get('episode/success_rate', 0):.2f}",
-                             "pg_loss": f"{last.get('actor/pg_loss', 0):.3f}"}
-                    if "sdar/loss" in last:
-                        shown.update(sdar_loss=f"{last['sdar/loss']:.3f}", gate=f"{last['sdar/gate_mean']:.2f}")
-                    progress.set_postfix(shown)
+                    progress.set_postfix(self._bar_figures(last))
                 step = self.state.step
                 if cfg.save_every and step % cfg.save_every == 0 and step < self.steps:
                     self.save_checkpoint()
@@ -205,6 +201,16 @@ class Trainer:
             raise KeyboardInterrupt
         self._stop = True
         logger.warning("Ctrl-C: finishing this step, then checkpointing (press again to abort)")
+
+    def _bar_figures(self, metrics: dict[str, float]) -> dict[str, str]:
+        """The few figures the progress bar shows after a step."""
+        if self.stage == "sft":
+            return {"loss": f"{metrics.get('sft/loss', 0):.3f}"}
+        shown = {"success": f"{metrics.get('episode/success_rate', 0):.2f}",
+                 "pg_loss": f"{metrics.get('actor/pg_loss', 0):.3f}"}
+        if "sdar/loss" in metrics:
+            shown.update(sdar_loss=f"{metrics['sdar/loss']:.3f}", gate=f"{metrics['sdar/gate_mean']:.2f}")
+        return shown
 
     def train_step(self) -> dict[str, float]:
         """One step of the stage: its samples (rollouts or demonstrations), the update, metrics, validation."""
