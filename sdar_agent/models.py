@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -134,7 +135,9 @@ def load_policy(cfg: ModelConfig, device: torch.device, tokenizer: Any | None = 
             raise ImportError("model.lora_rank > 0 needs peft: pip install peft") from err
         lora = LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                           target_modules=list(cfg.lora_target_modules), task_type="CAUSAL_LM")
-        model = get_peft_model(model, lora)
+        with warnings.catch_warnings():  # peft reads transformers' deprecated `is_gradient_checkpointing`
+            warnings.filterwarnings("ignore", "`is_gradient_checkpointing` is deprecated", FutureWarning)
+            model = get_peft_model(model, lora)
     model.train()
     return model, tokenizer
 

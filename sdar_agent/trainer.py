@@ -22,9 +22,11 @@ processes, gradients averaged by DDP).
 from __future__ import annotations
 
 import contextlib
+import filecmp
 import json
 import logging
 import math
+import os
 import random
 import shutil
 import signal
@@ -53,6 +55,7 @@ from skillbank import SkillSelector
 
 logger = logging.getLogger(__name__)
 CHECKPOINTS = "checkpoints"
+WEIGHTS = "model.safetensors"  # the weights file of a checkpoint and of an HF model folder (same format)
 
 
 def seed_everything(seed: int) -> None:
@@ -188,6 +191,7 @@ class Trainer:
                 self.save_checkpoint()
             if not self._stop:
                 self.save_final()
+                self._share_final_weights()
         finally:
             signal.signal(signal.SIGINT, previous)
             if progress is not None:
@@ -506,13 +510,42 @@ class Trainer:
         logger.info("resumed from %s at step %d", path, self.state.step)
 
     def save_final(self) -> Path:
+        """Write the HF model folder `final/`: into a fresh folder swapped in whole, never over old files.
+
+        A swap (not a rewrite in place) keeps a half-written `final/` from ever being seen, and keeps a
+        checkpoint whose weights are a hard link to the previous `final/` intact.
+        """
         path = self.run_dir / "final"
         self.acc.wait_for_everyone()
         if self.acc.is_main_process:
-            self.acc.unwrap_model(self.model).save_pretrained(path)
-            self.tokenizer.save_pretrained(path)
+            partial = path.with_name("final.partial")
+            shutil.rmtree(partial, ignore_errors=True)
+            self.acc.unwrap_model(self.model).save_pretrained(partial)
+            self.tokenizer.save_pretrained(partial)
+            shutil.rmtree(path, ignore_errors=True)
+            partial.rename(path)
         self.acc.wait_for_everyone()
         return path
+
+    def _share_final_weights(self) -> None:
+        """Store the weights once when the last checkpoint and `final/` hold the same step.
+
+        Both files are written the same way (tied copies dropped, same key order), so when their
+        bytes are equal the checkpoint's becomes a hard link to `final/`'s; otherwise (or on a file
+        system without hard links) both stay.
+        """
+        checkpoint = self.checkpoint_dir(self.state.step) / WEIGHTS
+        final = self.run_dir / "final" / WEIGHTS
+        if not (self.acc.is_main_process and checkpoint.is_file() and final.is_file()):
+            return
+        if checkpoint.samefile(final) or not filecmp.cmp(checkpoint, final, shallow=False):
+            return
+        link = checkpoint.with_name(WEIGHTS + ".link")
+        try:
+            os.link(final, link)
+        except OSError:
+            return
+        os.replace(link, checkpoint)
 
     def close(self) -> None:
         if self.stage == "rl":
@@ -523,7 +556,7 @@ class Trainer:
 
 
 #: What a stage writes into its run folder (an RL run folder also holds its warm start's `sft/`).
-RUN_OUTPUTS = ("metrics.jsonl", "tensorboard", CHECKPOINTS, "final", "curves.png", "config.yaml")
+RUN_OUTPUTS = ("metrics.jsonl", "tensorboard", CHECKPOINTS, "final", "final.partial", "curves.png", "config.yaml")
 
 
 def holds_run(run_dir: Path) -> bool:

@@ -105,8 +105,8 @@ def test_two_training_steps(tmp_path, alfworld_games):
 
 
 def test_lora_training_changes_only_the_adapter(tmp_path, alfworld_games):
-    rows, changed = run_train(tmp_path, alfworld_games, "lora", "model.lora_rank=4", "algo.kl_coef=0.05",
-                              "model.gradient_checkpointing=true", steps=1)
+    rows, changed = run_train(tmp_path, alfworld_games, "lora", "model.lora_rank=4", "model.train_layers=0",
+                              "algo.kl_coef=0.05", "model.gradient_checkpointing=true", steps=1)
     assert changed and "actor/kl" in rows[0]
     assert (tmp_path / "lora" / "final" / "adapter_config.json").is_file()
 
@@ -277,6 +277,9 @@ def test_a_checkpoint_reloads_to_the_saved_weights_without_warnings(tmp_path, al
     assert "Removed shared tensor" not in caplog.text
     stored = load_file(tmp_path / "ck" / "checkpoints" / "step_000001" / "model.safetensors")
     assert "lm_head.weight" not in stored  # the tied output embedding is stored once, as save_pretrained does
+    # the last checkpoint and final/ hold the same step: its weights are on disk once
+    assert (tmp_path / "ck" / "checkpoints" / "step_000001" / "model.safetensors").samefile(
+        tmp_path / "ck" / "final" / "model.safetensors")
     final = load_file(tmp_path / "ck" / "final" / "model.safetensors")
     cfg = load_config("demo", ["model.name=tiny", "name=ck2", f"output_dir={tmp_path}", "env.num_workers=0",
                                f"env.kwargs={{data_dir: {alfworld_games}}}", "log.tensorboard=false",
@@ -290,6 +293,14 @@ def test_a_checkpoint_reloads_to_the_saved_weights_without_warnings(tmp_path, al
     for name, tensor in final.items():
         assert torch.equal(state[name], tensor), name
     assert state["lm_head.weight"].data_ptr() == state["model.embed_tokens.weight"].data_ptr()  # still tied
+    # continuing the run writes a new final/ beside the shared file, never through it
+    step1 = tmp_path / "ck" / "checkpoints" / "step_000001" / "model.safetensors"
+    saved = step1.read_bytes()
+    run_train(tmp_path, alfworld_games, "ck", "save_every=1", f"resume={tmp_path / 'ck'}", steps=2)
+    assert step1.read_bytes() == saved
+    assert not step1.samefile(tmp_path / "ck" / "final" / "model.safetensors")
+    assert (tmp_path / "ck" / "checkpoints" / "step_000002" / "model.safetensors").samefile(
+        tmp_path / "ck" / "final" / "model.safetensors")
 
 
 def test_the_same_seed_gives_the_same_run_whatever_the_load(tmp_path, alfworld_games):
