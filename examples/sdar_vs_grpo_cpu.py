@@ -9,9 +9,13 @@
    `valid_unseen`, spread as `val_tasks` spreads them, at the preset's validation temperature.
 3. For every seed and algorithm, `--steps` RL steps from the SFT model, validated on the same games
    every `--val-every` steps (and at the end). The runs of one seed differ only in `algo.name`.
+   Seeds run one after another and the table is rewritten after each, so a run cut short still
+   compares the methods on the seeds it finished; a later call with the same `--out` reuses the
+   finished runs and step-0 validations (delete them to re-measure).
 4. Prints a table (mean ± std over seeds of validation success and valid-action ratio at the last
-   step, training success, seconds per step, wall time) and writes it to `<out>/comparison.md`,
-   and the validation success per step per algorithm (mean ± std band) to `<out>/comparison.png`.
+   step, training success, seconds per step, wall time of each stage, kept in `<out>/timings.json`),
+   writes it to `<out>/comparison.md`, and the validation success per step per algorithm (mean ±
+   std band) to `<out>/comparison.png`.
 Extra `key=value` arguments apply to every stage (e.g. `env.max_turns=12`).
 """
 
@@ -31,36 +35,46 @@ def stage_config(out: Path, name: str, overrides: list[str]):
                                 "log.tensorboard=false", *overrides])
 
 
-def warm_start(out: Path, overrides: list[str]) -> tuple[Path, float]:
-    """The SFT model folder (trained now, or reused) and the seconds it took."""
+def warm_start(out: Path, overrides: list[str]) -> tuple[Path, bool]:
+    """The SFT model folder, and whether it was trained now (not reused)."""
     from sdar_agent.train import run
 
     final = out / "sft" / "sft" / "final"
     if (final / "config.json").is_file():
         print(f"reusing the SFT model {final}")
-        return final, 0.0
-    start = time.perf_counter()
+        return final, False
     run(stage_config(out, "sft", ["val_every=0", *overrides]), stages=("sft",))
-    return final, time.perf_counter() - start
+    return final, True
 
 
-def validate_start(out: Path, model: Path, seed: int, overrides: list[str]) -> dict[str, float]:
-    """Step-0 validation of the SFT model with this seed's sampling."""
+def validate_start(out: Path, model: Path, seed: int, overrides: list[str]) -> tuple[dict[str, float], bool]:
+    """Step-0 validation of the SFT model with this seed's sampling, and whether it ran now (not reused)."""
     from sdar_agent.trainer import Trainer
 
-    trainer = Trainer(stage_config(out, f"start-seed{seed}", [f"seed={seed}", f"model.name={model}",
+    saved = out / f"start-seed{seed}.json"
+    if saved.is_file():
+        return json.loads(saved.read_text()), False
+    trainer = Trainer(stage_config(out, f"start-seed{seed}", ["overwrite=true", f"seed={seed}", f"model.name={model}",
                                                                "algo.name=grpo", *overrides]))
     try:
-        return trainer.validate()
+        metrics = trainer.validate()
     finally:
         trainer.close()
+    saved.write_text(json.dumps(metrics))
+    return metrics, True
 
 
 def train_rl(out: Path, model: Path, algo: str, seed: int, steps: int, val_every: int,
-             overrides: list[str]) -> list[dict]:
+             overrides: list[str]) -> tuple[list[dict], bool]:
+    """The metrics rows of `steps` RL steps from the SFT model, and whether they ran now (not reused)."""
     from sdar_agent.trainer import Trainer
 
     name = f"{algo}-seed{seed}"
+    metrics = out / name / "metrics.jsonl"
+    if metrics.is_file() and (out / name / "final" / "config.json").is_file():
+        rows = [json.loads(line) for line in metrics.read_text().splitlines()]
+        if rows and rows[-1]["step"] == steps and "val/success_rate" in rows[-1]:
+            return rows, False
     trainer = Trainer(stage_config(out, name, ["overwrite=true", f"seed={seed}", f"model.name={model}",
                                                f"algo.name={algo}", f"steps={steps}", f"val_every={val_every}",
                                                *overrides]))
@@ -68,7 +82,7 @@ def train_rl(out: Path, model: Path, algo: str, seed: int, steps: int, val_every
         trainer.train()
     finally:
         trainer.close()
-    return [json.loads(line) for line in (out / name / "metrics.jsonl").read_text().splitlines()]
+    return [json.loads(line) for line in metrics.read_text().splitlines()], True
 
 
 def mean_std(values: list[float]) -> str:
@@ -137,29 +151,36 @@ def main() -> None:
     args, overrides = parser.parse_known_args()
     overrides = [f"val_tasks={args.val_tasks}", *overrides]
     args.out.mkdir(parents=True, exist_ok=True)
-    wall: dict[str, float] = {}
-    model, wall["sft"] = warm_start(args.out, overrides)
-    start: dict[int, dict] = {}
-    for seed in args.seeds:
+    timings_file = args.out / "timings.json"  # seconds per stage, kept so that a reused stage keeps its time
+    timings: dict[str, float] = json.loads(timings_file.read_text()) if timings_file.is_file() else {}
+
+    def timed(key: str, work):
         began = time.perf_counter()
-        start[seed] = validate_start(args.out, model, seed, overrides)
-        wall["sft"] += time.perf_counter() - began
-        print(f"seed {seed}: SFT model validation success {start[seed]['val/success_rate']:.3f}", flush=True)
-    runs: dict[str, dict[int, list[dict]]] = {algo: {} for algo in args.algos}
-    for algo in args.algos:
-        began = time.perf_counter()
-        for seed in args.seeds:
-            runs[algo][seed] = train_rl(args.out, model, algo, seed, args.steps, args.val_every or args.steps,
-                                        overrides)
-            final = [r for r in runs[algo][seed] if "val/success_rate" in r][-1]
-            print(f"{algo} seed {seed}: validation success {final['val/success_rate']:.3f} after "
-                  f"{args.steps} steps ({time.perf_counter() - began:.0f}s so far)", flush=True)
-        wall[algo] = time.perf_counter() - began
+        result, fresh = work()
+        if fresh or key not in timings:
+            timings[key] = time.perf_counter() - began
+            timings_file.write_text(json.dumps(timings, indent=1))
+        return result
+
+    model = timed("sft", lambda: warm_start(args.out, overrides))
     header = (f"# {' vs '.join(args.algos)} from one SFT model: {args.steps} RL steps, seeds {args.seeds}, "
               f"{args.val_tasks} valid_unseen games (`demo` preset; overrides: {' '.join(overrides)})")
-    text = table(start, runs, wall, header)
-    (args.out / "comparison.md").write_text(text)
-    plot(start, runs, args.out)
+    start: dict[int, dict] = {}
+    runs: dict[str, dict[int, list[dict]]] = {algo: {} for algo in args.algos}
+    for seed in args.seeds:  # seed by seed, so a run cut short still compares the methods on the seeds it finished
+        start[seed] = timed(f"start-seed{seed}", lambda seed=seed: validate_start(args.out, model, seed, overrides))
+        print(f"seed {seed}: SFT model validation success {start[seed]['val/success_rate']:.3f}", flush=True)
+        for algo in args.algos:
+            runs[algo][seed] = timed(f"{algo}-seed{seed}", lambda algo=algo, seed=seed: train_rl(
+                args.out, model, algo, seed, args.steps, args.val_every or args.steps, overrides))
+            final = [r for r in runs[algo][seed] if "val/success_rate" in r][-1]
+            print(f"{algo} seed {seed}: validation success {final['val/success_rate']:.3f} after "
+                  f"{args.steps} steps ({timings[f'{algo}-seed{seed}']:.0f}s)", flush=True)
+        wall = {"sft": timings["sft"] + sum(timings[f"start-seed{s}"] for s in start)}
+        wall.update({algo: sum(timings[f"{algo}-seed{s}"] for s in by_seed) for algo, by_seed in runs.items()})
+        text = table(start, runs, wall, header)
+        (args.out / "comparison.md").write_text(text)
+        plot(start, runs, args.out)
     print(text)
     print(f"wrote {args.out / 'comparison.md'} and {args.out / 'comparison.png'}")
 
