@@ -148,6 +148,9 @@ class RolloutConfig:
     """Subtracted from a step's score when its response has no valid `<action>` (verl-agent: 0.1)."""
     generation_batch_size: int = option(64, at_least(1))
     """Most sequences per `generate` call."""
+    stop_at_answer_end: bool = True
+    """End a response where the template's answer closes (`</action>`; Search-QA: `</search>` or
+    `</answer>`) as at EOS: the env parsers read only the first block, so later tokens are waste."""
 
 
 @dataclass

@@ -121,9 +121,10 @@ def main(argv: list[str] | None = None) -> int:
               f"(tasks={tasks} asked for more)")
     try:
         generator = HFGenerator(model, tokenizer, cfg.rollout.generation_batch_size, compute_dtype(cfg.model, device))
-        episodes = evaluate_policy(generator, tokenizer, pool,
-                                   template_for(cfg.env.id, cfg.rollout.template), cfg,
-                                   Sampling.from_config(cfg.rollout, cfg.val_temperature), n_tasks=tasks)
+        template = template_for(cfg.env.id, cfg.rollout.template)
+        episodes = evaluate_policy(generator, tokenizer, pool, template, cfg,
+                                   Sampling.from_config(cfg.rollout, cfg.val_temperature, template.answer_ends),
+                                   n_tasks=tasks)
     finally:
         pool.close()
     summary = episode_summary(episodes)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import torch
+from transformers import StoppingCriteria, StoppingCriteriaList
 
 from sdar_agent.config import RolloutConfig
 from sdar_agent.models import autocast
@@ -27,20 +28,27 @@ class Sampling:
     top_p: float = 1.0
     top_k: int = 0
     greedy: bool = False
+    stop: tuple[str, ...] = ()
+    """Texts that end a response once generated, as EOS does (the answer's closing tags); matched
+    case-insensitively, the response kept up to and including the token that completes one."""
 
     @classmethod
-    def from_config(cls, rollout: RolloutConfig, temperature: float | None = None) -> Sampling:
-        """The rollout config's sampling; `temperature` overrides it (0 = greedy, e.g. validation)."""
+    def from_config(cls, rollout: RolloutConfig, temperature: float | None = None,
+                    answer_ends: Sequence[str] = ()) -> Sampling:
+        """The rollout config's sampling; `temperature` overrides it (0 = greedy, e.g. validation).
+
+        `answer_ends` (the template's closing tags) become stop texts when `rollout.stop_at_answer_end`.
+        """
         t = rollout.temperature if temperature is None else temperature
         return cls(rollout.max_response_tokens, temperature=max(t, 1e-5), top_p=rollout.top_p, top_k=rollout.top_k,
-                   greedy=t == 0)
+                   greedy=t == 0, stop=tuple(answer_ends) if rollout.stop_at_answer_end else ())
 
 
 class Generator(Protocol):
     """What the rollout loop needs of a generation backend."""
 
     def __call__(self, prompts: Sequence[list[int]], sampling: Sampling) -> list[list[int]]:
-        """One response per prompt: token ids up to and including the end-of-sequence token."""
+        """One response per prompt: token ids up to and including EOS or the token completing a stop text."""
 
     def sync_weights(self) -> None:
         """Make the next call use the policy's current weights (after an optimizer step)."""
@@ -109,10 +117,41 @@ class HFGenerator:
             kwargs.update(do_sample=False)
         else:  # top_k=0 and top_p=1.0 switch those filters off explicitly
             kwargs.update(do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p, top_k=sampling.top_k)
+        stop = StopTexts(self.tokenizer, sampling.stop, width) if sampling.stop else None
+        if stop is not None:
+            kwargs["stopping_criteria"] = StoppingCriteriaList([stop])
         output = self.model.generate(input_ids=input_ids.to(device), attention_mask=attention.to(device), **kwargs)
         responses = output[:, width:].tolist()  # (B, T)
+        if stop is not None:
+            responses = [r[: stop.ends.get(row, len(r))] for row, r in enumerate(responses)]
         eos = set(self.model.generation_config.eos_token_id)
         return [cut_at_eos(r, eos, pad) for r in responses]
+
+
+class StopTexts(StoppingCriteria):
+    """Ends each row of a `generate` call once its response contains one of `texts` (case-insensitive).
+
+    Called after every decoding step; it decodes only the newest tokens of rows still running (enough
+    to hold the longest text), so a match is found at the step whose token completes it. `ends` maps
+    a row to its response length at that step: the response is cut there, the padding after it dropped.
+    """
+
+    def __init__(self, tokenizer: Any, texts: Sequence[str], prompt_width: int) -> None:
+        self.tokenizer, self.texts, self.width = tokenizer, tuple(t.lower() for t in texts), prompt_width
+        self.window = max(len(t) for t in self.texts) + 1  # every token holds at least one character
+        self.ends: dict[int, int] = {}
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: Any) -> torch.BoolTensor:
+        length = input_ids.shape[1] - self.width
+        window = min(self.window, length)
+        running = [row for row in range(input_ids.shape[0]) if row not in self.ends]
+        tails = self.tokenizer.batch_decode(input_ids[running, -window:].tolist(), skip_special_tokens=True)
+        for row, tail in zip(running, tails, strict=True):
+            if any(text in tail.lower() for text in self.texts):
+                self.ends[row] = length
+        done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+        done[list(self.ends)] = True
+        return done
 
 
 def eos_ids(model: Any, tokenizer: Any) -> list[int]:

@@ -35,6 +35,8 @@ class PromptTemplate:
     parse: Callable[[str], ParsedAction] = parse_think_action
     answer: str = "<think>{thought}</think>\n<action>{action}</action>"
     """The answer format, filled with a demonstration's thought and env action (`format_answer`)."""
+    answer_ends: tuple[str, ...] = ("</action>",)
+    """Closing tags after which `parse` reads nothing more: generation may stop at them."""
 
     def format_answer(self, thought: str, action: str) -> str:
         """A well-formed answer in this template's format: what SFT teaches and `parse` reads back."""
@@ -94,6 +96,7 @@ TEMPLATES: dict[str, PromptTemplate] = {
         "explanation, for example <answer> Paris </answer>.",
         parse=parse_search_answer,
         answer="<think>{thought}</think>\n{action}",  # the env's action is already <search>/<answer>
+        answer_ends=("</search>", "</answer>"),
     ),
     "generic": PromptTemplate(
         "generic",

@@ -251,7 +251,7 @@ class Trainer:
         start = time.perf_counter()
         batch = collect(
             self.generator, self.tokenizer, self.pool, self.template, [self.task_ids[i] for i in mine],
-            cfg.rollout.group_size, Sampling.from_config(cfg.rollout),
+            cfg.rollout.group_size, Sampling.from_config(cfg.rollout, answer_ends=self.template.answer_ends),
             max_turns=cfg.env.max_turns, history_length=cfg.rollout.history_length,
             max_prompt_tokens=cfg.rollout.max_prompt_tokens,
             traj_offset=rank * self.pool.n, group_offset=rank * self.tasks_per_rank,
@@ -470,7 +470,8 @@ class Trainer:
 
         def run(skills: SkillUse | None) -> dict[str, float]:
             episodes = evaluate_policy(self.generator, self.tokenizer, pool, self.template, cfg,
-                                       Sampling.from_config(cfg.rollout, cfg.val_temperature),
+                                       Sampling.from_config(cfg.rollout, cfg.val_temperature,
+                                                            self.template.answer_ends),
                                        rank=acc.process_index, world=acc.num_processes, skills=skills)
             return episode_summary(episodes)
 
