@@ -146,8 +146,9 @@ class RolloutConfig:
     wins (verl-agent's WebShop: 10 only for a purchase that scores 1.0; the score is still logged)."""
     invalid_action_penalty: float = option(0.1, at_least(0))
     """Subtracted from a step's score when its response has no valid `<action>` (verl-agent: 0.1)."""
-    generation_batch_size: int = option(64, at_least(1))
-    """Most sequences per `generate` call."""
+    generation_batch_size: int = option(0, at_least(0))
+    """Most sequences per `generate` call; 0: every active row in one call when its KV cache, logits
+    and prefill activations fit in half the device's free memory, else as many as fit."""
     stop_at_answer_end: bool = True
     """End a response where the template's answer closes (`</action>`; Search-QA: `</search>` or
     `</answer>`) as at EOS: the env parsers read only the first block, so later tokens are waste."""

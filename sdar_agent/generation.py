@@ -60,13 +60,19 @@ class Generator(Protocol):
 class HFGenerator:
     """Batched `transformers` generation on the policy itself: left padding, KV cache, length-sorted chunks.
 
+    Each `generate` call takes as many rows as free memory holds (`rows_that_fit`), unless
+    `batch_size` caps them: at small batches decoding reads every weight once per token whatever
+    the batch, so fewer, larger calls are faster.
+
     Samples come from exactly the configured distribution, softmax(logits / T) with the configured
     top-p / top-k and nothing else: the checkpoint's own `generation_config` (a repetition penalty,
     a default top-k of 50, ...) is set aside for the call, or PPO's old log-probs would be wrong.
     Forward passes run under autocast in `compute_dtype` when it differs from float32.
     """
 
-    def __init__(self, model: Any, tokenizer: Any, batch_size: int, compute_dtype: torch.dtype = torch.float32) -> None:
+    def __init__(self, model: Any, tokenizer: Any, batch_size: int = 0,
+                 compute_dtype: torch.dtype = torch.float32) -> None:
+        """`batch_size` caps the rows of one `generate` call; 0 sizes each call from free memory."""
         self.model, self.tokenizer, self.batch_size = model, tokenizer, batch_size
         self.compute_dtype = compute_dtype
 
@@ -87,10 +93,15 @@ class HFGenerator:
         self.model.generation_config = self._neutral_config()
         try:
             with autocast(device, self.compute_dtype):
-                for start in range(0, len(order), self.batch_size):
-                    chunk = order[start : start + self.batch_size]
+                start = 0
+                while start < len(order):
+                    rows = self.batch_size or rows_that_fit(
+                        self.model.config, len(prompts[order[-1]]), sampling.max_new_tokens,
+                        torch.empty((), dtype=self.compute_dtype).element_size(), free_memory(device))
+                    chunk = order[start : start + rows]
                     for i, ids in zip(chunk, self._generate([prompts[i] for i in chunk], sampling), strict=True):
                         out[i] = ids
+                    start += len(chunk)
         finally:
             self.model.train(was_training)
             self.model.generation_config = own_config
@@ -152,6 +163,50 @@ class StopTexts(StoppingCriteria):
         done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
         done[list(self.ends)] = True
         return done
+
+
+def free_memory(device: torch.device) -> int:
+    """Bytes this process could still allocate on `device`.
+
+    A GPU's free memory plus what PyTorch's allocator holds unused; on the host, Linux's
+    `MemAvailable` (8 GiB where it cannot be read).
+    """
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0] + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(
+            device)
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 8 << 30
+
+
+def rows_that_fit(config: Any, prompt_tokens: int, new_tokens: int, dtype_bytes: int, free_bytes: int,
+                  share: float = 0.5) -> int:
+    """How many rows of `prompt_tokens` + `new_tokens` fit in `share` of `free_bytes` (at least one)."""
+    return max(1, int(share * free_bytes) // row_bytes(config, prompt_tokens, new_tokens, dtype_bytes))
+
+
+def row_bytes(config: Any, prompt_tokens: int, new_tokens: int, dtype_bytes: int) -> int:
+    """The memory one row of a `generate` call takes at its peak.
+
+    The KV cache of every layer over the whole sequence, the largest prefill activations of one
+    layer (hidden states and the MLP's intermediate; with eager attention also its float32 scores,
+    which sdpa and flash attention never hold whole), and float32 logits, probabilities and the
+    top-p sort over the vocabulary.
+    """
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    heads = text.num_attention_heads
+    head_dim = getattr(text, "head_dim", None) or text.hidden_size // heads
+    kv_heads = getattr(text, "num_key_value_heads", None) or heads
+    kv = 2 * text.num_hidden_layers * kv_heads * head_dim * (prompt_tokens + new_tokens) * dtype_bytes
+    prefill = prompt_tokens * (4 * text.hidden_size + 3 * text.intermediate_size) * dtype_bytes
+    if getattr(text, "_attn_implementation", None) in (None, "eager"):
+        prefill += heads * prompt_tokens * prompt_tokens * 4
+    return kv + prefill + 4 * text.vocab_size * 4
 
 
 def eos_ids(model: Any, tokenizer: Any) -> list[int]:
