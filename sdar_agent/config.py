@@ -149,6 +149,11 @@ class RolloutConfig:
     generation_batch_size: int = option(0, at_least(0))
     """Most sequences per `generate` call; 0: every active row in one call when its KV cache, logits
     and prefill activations fit in half the device's free memory, else as many as fit."""
+    backend: Literal["hf", "vllm"] = "hf"
+    """`hf`: `transformers.generate` on the policy; `vllm`: a vLLM engine in the trainer's process on the
+    same GPU, its weights updated after every optimizer step (`pip install 'sdar[vllm]'`)."""
+    vllm_gpu_memory_utilization: float = option(0.3, between(0, 1, closed="(]"))
+    """The share of GPU memory the vLLM engine may take (weights and KV cache); the rest trains."""
     stop_at_answer_end: bool = True
     """End a response where the template's answer closes (`</action>`; Search-QA: `</search>` or
     `</answer>`) as at EOS: the env parsers read only the first block, so later tokens are waste."""

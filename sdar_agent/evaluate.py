@@ -81,7 +81,7 @@ def _load_weights(model: Any, checkpoint: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Command line entry point; returns the exit status."""
-    from sdar_agent.generation import HFGenerator
+    from sdar_agent.generation import make_generator
     from sdar_agent.models import compute_dtype, load_policy, load_tokenizer, pick_device
     from sdar_agent.preflight import check_runnable
     from sdar_agent.prompts import template_for
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"note: split {split!r} of {cfg.env.id} holds {available} tasks; evaluating all {available} "
               f"(tasks={tasks} asked for more)")
     try:
-        generator = HFGenerator(model, tokenizer, cfg.rollout.generation_batch_size, compute_dtype(cfg.model, device))
+        generator = make_generator(cfg.rollout, model, tokenizer, compute_dtype(cfg.model, device), cfg.seed)
         template = template_for(cfg.env.id, cfg.rollout.template)
         episodes = evaluate_policy(generator, tokenizer, pool, template, cfg,
                                    Sampling.from_config(cfg.rollout, cfg.val_temperature, template.answer_ends),

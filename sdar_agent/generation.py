@@ -224,3 +224,135 @@ def cut_at_eos(tokens: list[int], eos: set[int], pad: int) -> list[int]:
     while tokens and tokens[-1] == pad:
         tokens = tokens[:-1]
     return tokens
+
+
+# The attribute paths, across vLLM versions, from an in-process `vllm.LLM` to the model its worker
+# runs (V1 with in-process engine core; the older V0 engine).
+_VLLM_MODEL_PATHS = (
+    ("llm_engine", "model_executor", "driver_worker", "worker", "model_runner", "model"),
+    ("llm_engine", "model_executor", "driver_worker", "model_runner", "model"),
+)
+
+
+class VLLMGenerator:
+    """Generation on a vLLM engine colocated with the trainer (`rollout.backend=vllm`; `pip install 'sdar[vllm]'`).
+
+    Same contract as `HFGenerator`: token-id prompts in, token-id responses out, cut at EOS or at
+    the first stop text (vLLM's `stop` with the text kept), sampled from softmax(logits / T) with
+    the configured top-p / top-k and nothing else. The trainer recomputes log-probs with the policy,
+    so the engine's own are not used. The engine starts from the policy's weights; after
+    `sync_weights()` (the trainer calls it after every optimizer step) the next call first pushes
+    the policy's current weights into it (a LoRA adapter merged in) and drops its prefix cache.
+    """
+
+    def __init__(self, policy: Any, tokenizer: Any, engine: Any, seed: int = 0) -> None:
+        self.policy, self.tokenizer, self.engine = policy, tokenizer, engine
+        self._stale = True  # the engine may hold other weights (a resumed run): push before the first call
+        self._seeds = torch.Generator().manual_seed(seed)
+
+    def sync_weights(self) -> None:
+        """Mark the engine's weights stale: the next call pushes the policy's."""
+        self._stale = True
+
+    def eos_ids(self) -> list[int]:
+        """The tokens that end a response."""
+        return eos_ids(self.policy, self.tokenizer)
+
+    def __call__(self, prompts: Sequence[list[int]], sampling: Sampling) -> list[list[int]]:
+        if self._stale:
+            self._push_weights()
+        # one seed per row: rows with the same prompt (a group's first turn) must not draw the same sample
+        params = [self._sampling_params(sampling) for _ in prompts]
+        outputs = self.engine.generate([{"prompt_token_ids": list(p)} for p in prompts], params, use_tqdm=False)
+        eos, pad = set(self.eos_ids()), self.tokenizer.pad_token_id
+        return [cut_at_eos(list(o.outputs[0].token_ids), eos, pad) for o in outputs]
+
+    def _sampling_params(self, sampling: Sampling) -> Any:
+        from vllm import SamplingParams
+
+        seed = int(torch.randint(0, 2**31 - 1, (1,), generator=self._seeds))
+        return SamplingParams(
+            n=1, max_tokens=sampling.max_new_tokens, seed=seed,
+            temperature=0.0 if sampling.greedy else sampling.temperature, top_p=sampling.top_p,
+            top_k=sampling.top_k if sampling.top_k > 0 else -1,  # -1: no top-k filter
+            stop=list(sampling.stop) or None, include_stop_str_in_output=True,
+            stop_token_ids=self.eos_ids(), skip_special_tokens=False,
+        )
+
+    def _push_weights(self) -> None:
+        target = engine_model(self.engine)
+        with torch.no_grad():
+            target.load_weights(list(policy_weights(self.policy).items()))
+        if hasattr(self.engine, "reset_prefix_cache"):
+            self.engine.reset_prefix_cache()  # cached KV of the old weights must not be reused
+        self._stale = False
+
+
+def engine_model(engine: Any) -> Any:
+    """The model inside an in-process vLLM engine, whose `load_weights` takes (name, tensor) pairs."""
+    for path in _VLLM_MODEL_PATHS:
+        node = engine
+        for name in path:
+            node = getattr(node, name, None)
+            if node is None:
+                break
+        if node is not None and hasattr(node, "load_weights"):
+            return node
+    raise RuntimeError(
+        "rollout.backend=vllm: cannot reach the model inside this vLLM engine to update its weights (looked "
+        f"for {' / '.join('.'.join(p) for p in _VLLM_MODEL_PATHS)}). Run the engine in-process "
+        "(VLLM_ENABLE_V1_MULTIPROCESSING=0, set by the trainer) or use rollout.backend=hf."
+    )
+
+
+def policy_weights(policy: Any) -> dict[str, torch.Tensor]:
+    """The policy's weights under the base model's names; a LoRA adapter's update is added to the copies.
+
+    The model itself is left untouched (merging in place and back would drift the frozen base
+    weights by rounding at every push).
+    """
+    if not hasattr(policy, "get_base_model"):
+        return {name: tensor.detach() for name, tensor in policy.state_dict().items()}
+
+    def base_name(name: str) -> str:
+        return name.removeprefix("base_model.model.").replace(".base_layer.", ".")
+
+    deltas: dict[str, torch.Tensor] = {}
+    for name, module in policy.named_modules():
+        if hasattr(module, "get_delta_weight") and hasattr(module, "lora_A"):
+            for adapter in module.active_adapters:
+                if adapter in module.lora_A:
+                    key = base_name(name) + ".weight"
+                    deltas[key] = deltas.get(key, 0) + module.get_delta_weight(adapter).detach()
+    weights = {}
+    for name, tensor in policy.state_dict().items():
+        if "lora_" not in name:
+            key = base_name(name)
+            weights[key] = tensor.detach() + deltas[key] if key in deltas else tensor.detach()
+    return weights
+
+
+def build_vllm_engine(policy: Any, tokenizer: Any, rollout: RolloutConfig, dtype: torch.dtype, seed: int) -> Any:
+    """A `vllm.LLM` in this process on the policy's current weights (written to a temporary folder)."""
+    import os
+    import tempfile
+
+    os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # in-process: weights can be pushed
+    try:
+        from vllm import LLM
+    except ImportError as err:
+        raise ImportError("rollout.backend=vllm needs vllm: pip install 'sdar[vllm]' (a CUDA machine)") from err
+    folder = tempfile.mkdtemp(prefix="sdar-vllm-")
+    base = policy.get_base_model() if hasattr(policy, "get_base_model") else policy
+    base.save_pretrained(folder, state_dict=policy_weights(policy))
+    tokenizer.save_pretrained(folder)
+    return LLM(model=folder, tokenizer=folder, dtype=str(dtype).removeprefix("torch."), seed=seed,
+               gpu_memory_utilization=rollout.vllm_gpu_memory_utilization, enable_prefix_caching=True,
+               max_model_len=rollout.max_prompt_tokens + rollout.max_response_tokens)
+
+
+def make_generator(rollout: RolloutConfig, policy: Any, tokenizer: Any, dtype: torch.dtype, seed: int) -> Generator:
+    """The backend `rollout.backend` names, on `policy`."""
+    if rollout.backend == "vllm":
+        return VLLMGenerator(policy, tokenizer, build_vllm_engine(policy, tokenizer, rollout, dtype, seed), seed)
+    return HFGenerator(policy, tokenizer, rollout.generation_batch_size, dtype)

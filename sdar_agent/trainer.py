@@ -42,7 +42,7 @@ import yaml
 from sdar_agent.advantages import grpo_advantages, trajectory_returns, turn_rewards, turn_scores
 from sdar_agent.config import ConfigError, TrainConfig
 from sdar_agent.evaluate import evaluate_policy
-from sdar_agent.generation import HFGenerator, Sampling
+from sdar_agent.generation import Sampling, make_generator
 from sdar_agent.logprobs import output_head, pack, response_logprobs
 from sdar_agent.models import autocast, compute_dtype, frozen_copy, load_policy, load_tokenizer, pick_device
 from sdar_agent.objective import ALGORITHMS, MicroBatch, objective_terms, total_loss
@@ -119,8 +119,8 @@ class Trainer:
         optimizer = torch.optim.AdamW(self.params, lr=self.lr, weight_decay=cfg.algo.weight_decay)
         self.model, self.optimizer = self.acc.prepare(model, optimizer)
         self.acc.register_save_state_pre_hook(_drop_tied_copies)
-        self.generator = HFGenerator(self.acc.unwrap_model(self.model), self.tokenizer,
-                                     cfg.rollout.generation_batch_size, self.compute_dtype)
+        self.generator = make_generator(cfg.rollout, self.acc.unwrap_model(self.model), self.tokenizer,
+                                        self.compute_dtype, cfg.seed + self.acc.process_index)
 
         self._val_pools: dict[str, EnvPool] = {}
         self.state = _LoopState(cfg.seed)

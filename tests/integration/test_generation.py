@@ -89,3 +89,102 @@ def test_an_unset_batch_size_sizes_each_call_from_free_memory(tiny, monkeypatch)
     monkeypatch.setattr(generation, "free_memory", lambda device: 2 * (2 * per_row + 1))  # half of it: 2 rows
     assert auto(prompts, Sampling(6, greedy=True)) == fixed
     assert calls == [2, 2, 1]
+
+
+class FakeEngineModel:
+    def __init__(self):
+        self.loads: list[dict[str, torch.Tensor]] = []
+
+    def load_weights(self, weights):
+        self.loads.append({name: tensor.clone() for name, tensor in weights})
+
+
+class FakeEngine:
+    """Stands in for an in-process `vllm.LLM`: records what it is given, answers fixed token ids."""
+
+    def __init__(self, answer: list[int]):
+        from types import SimpleNamespace
+
+        self.model = FakeEngineModel()
+        worker = SimpleNamespace(model_runner=SimpleNamespace(model=self.model))
+        self.llm_engine = SimpleNamespace(model_executor=SimpleNamespace(driver_worker=SimpleNamespace(worker=worker)))
+        self.answer, self.calls, self.cache_resets = answer, [], 0
+
+    def generate(self, prompts, params, use_tqdm=True):
+        from types import SimpleNamespace
+
+        self.calls.append((prompts, params))
+        return [SimpleNamespace(outputs=[SimpleNamespace(token_ids=tuple(self.answer))]) for _ in prompts]
+
+    def reset_prefix_cache(self):
+        self.cache_resets += 1
+
+
+def test_the_vllm_backend_maps_sampling_and_pushes_weights_after_an_update(tiny, monkeypatch):
+    import sys
+    from types import SimpleNamespace
+
+    from sdar_agent.generation import VLLMGenerator
+
+    monkeypatch.setitem(sys.modules, "vllm", SimpleNamespace(SamplingParams=lambda **kw: kw))
+    model, tokenizer = tiny
+    eos = tokenizer.eos_token_id
+    engine = FakeEngine([11, 12, eos, 13])
+    generator = VLLMGenerator(model, tokenizer, engine, seed=0)
+    prompts = [[1, 2, 3], [1, 2, 3]]
+    out = generator(prompts, Sampling(7, temperature=0.7, top_p=0.9, stop=("</action>",)))
+    assert out == [[11, 12, eos], [11, 12, eos]]  # cut after EOS, as HFGenerator does
+    sent, params = engine.calls[0]
+    assert sent == [{"prompt_token_ids": [1, 2, 3]}] * 2
+    assert params[0]["temperature"] == 0.7 and params[0]["top_p"] == 0.9 and params[0]["top_k"] == -1
+    assert params[0]["max_tokens"] == 7 and params[0]["stop"] == ["</action>"]
+    assert params[0]["include_stop_str_in_output"]
+    assert params[0]["seed"] != params[1]["seed"]  # the same prompt twice: two different samples
+    generator(prompts, Sampling(7, greedy=True))
+    assert engine.calls[1][1][0]["temperature"] == 0.0 and engine.calls[1][1][0]["stop"] is None
+    # the weights went in once, before the first call; an update makes the next call push them again
+    assert len(engine.model.loads) == 1 and engine.cache_resets == 1
+    state = model.state_dict()
+    assert all(torch.equal(engine.model.loads[0][k], state[k]) for k in state)
+    with torch.no_grad():
+        model.model.norm.weight.add_(1.0)
+    generator.sync_weights()
+    generator(prompts, Sampling(7))
+    assert len(engine.model.loads) == 2 and engine.cache_resets == 2
+    assert torch.equal(engine.model.loads[1]["model.norm.weight"], model.model.norm.weight)
+    with torch.no_grad():
+        model.model.norm.weight.sub_(1.0)
+
+
+def test_a_lora_policy_is_pushed_with_its_adapter_merged(tiny):
+    pytest.importorskip("peft", reason="LoRA needs peft")
+    from peft import LoraConfig, get_peft_model
+
+    from sdar_agent.generation import policy_weights
+
+    model, _ = tiny
+    base = {k: v.clone() for k, v in model.state_dict().items()}
+    lora = get_peft_model(model, LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj"], init_lora_weights=False))
+    try:
+        weights = policy_weights(lora)
+        assert set(weights) == set(base)  # the base model's names, no adapter tensors
+        name = "model.layers.0.self_attn.q_proj.weight"
+        layer = lora.base_model.model.model.layers[0].self_attn.q_proj
+        delta = (layer.lora_B["default"].weight @ layer.lora_A["default"].weight) * layer.scaling["default"]
+        assert torch.allclose(weights[name], base[name] + delta, atol=1e-6)
+        assert torch.equal(layer.base_layer.weight, base[name])  # the model itself is untouched
+    finally:
+        lora.unload()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the real vLLM engine needs a CUDA GPU")
+def test_the_real_vllm_engine_generates_and_follows_the_policy(tiny):
+    pytest.importorskip("vllm", reason="pip install 'sdar[vllm]'")
+    from sdar_agent.generation import make_generator
+
+    model, tokenizer = tiny
+    generator = make_generator(RolloutConfig(backend="vllm", max_prompt_tokens=64, max_response_tokens=8),
+                               model, tokenizer, torch.bfloat16, seed=0)
+    prompts = [tokenizer("Go to the kitchen.", add_special_tokens=False)["input_ids"]] * 4
+    out = generator(prompts, Sampling(8, greedy=True))
+    assert len(out) == 4 and all(0 < len(r) <= 8 for r in out) and len({tuple(r) for r in out}) == 1
