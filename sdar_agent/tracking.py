@@ -38,6 +38,8 @@ METRICS = {
     "perf/update_s": "seconds in the policy update",
     "perf/generation_tokens_per_s": "generated tokens per second",
     "perf/train_tokens_per_s": "prompt+response tokens per second through forward+backward",
+    "perf/train_tflops": "model TFLOP/s of the update (2 x parameters + 4 x trained parameters per token)",
+    "perf/train_peak_share": "perf/train_tflops over the device's peak (GPU: dense bf16 by name; CPU: fp32 matmul)",
     "perf/teacher_s": "seconds in the teacher pass (SDAR family)",
     "sdar/loss": "the distillation term token_mean(g * (log pi_T - log pi_theta)) (sdar, opsd, grpo_opsd)",
     "sdar/gate_mean": "mean gate g over response tokens",

@@ -43,6 +43,7 @@ from sdar_agent.advantages import grpo_advantages, trajectory_returns, turn_rewa
 from sdar_agent.config import ConfigError, TrainConfig
 from sdar_agent.evaluate import evaluate_policy
 from sdar_agent.generation import Sampling, make_generator
+from sdar_agent.hardware import peak_flops
 from sdar_agent.logprobs import output_head, pack, response_logprobs
 from sdar_agent.models import autocast, compute_dtype, frozen_copy, load_policy, load_tokenizer, pick_device
 from sdar_agent.objective import ALGORITHMS, MicroBatch, objective_terms, total_loss
@@ -239,8 +240,7 @@ class Trainer:
         self.state.step += 1
         train_tokens = update.pop("_train_tokens", 0.0)
         first = self.demo_summary if self.state.step == 1 else {}
-        return {**first, **update, "perf/update_s": update_s,
-                "perf/train_tokens_per_s": train_tokens / max(update_s, 1e-9)}
+        return {**first, **update, "perf/update_s": update_s, **self._train_speed(train_tokens, update_s)}
 
     def _rl_step(self) -> dict[str, float]:
         cfg, acc = self.cfg, self.acc
@@ -273,8 +273,25 @@ class Trainer:
         metrics.update({"perf/rollout_s": rollout_s, "perf/update_s": update_s,
                         "perf/generation_s": batch.generation_s, "perf/env_s": batch.env_s,
                         "perf/generation_tokens_per_s": batch.generated_tokens / max(batch.generation_s, 1e-9),
-                        "perf/train_tokens_per_s": train_tokens / max(update_s, 1e-9)})
+                        **self._train_speed(train_tokens, update_s)})
         return metrics
+
+    def _train_speed(self, tokens: float, seconds: float) -> dict[str, float]:
+        """Tokens/s through the update, its model FLOP/s, and their share of the device's peak (where known).
+
+        Model FLOPs per token: 2 x parameters forward + 4 x trained parameters backward (6N when every
+        weight trains; with frozen blocks or LoRA the activation gradients through frozen weights are
+        not counted, so it is a lower bound there). Teacher and reference passes are in the time,
+        not in the FLOPs.
+        """
+        seconds = max(seconds, 1e-9)
+        model = self.acc.unwrap_model(self.model)
+        flops = tokens * (2 * sum(p.numel() for p in model.parameters()) + 4 * sum(p.numel() for p in self.params))
+        out = {"perf/train_tokens_per_s": tokens / seconds, "perf/train_tflops": flops / seconds / 1e12}
+        peak = peak_flops(self.acc.device, self.compute_dtype)
+        if peak:
+            out["perf/train_peak_share"] = flops / seconds / peak
+        return out
 
     def _scores(self, samples: list[Sample]) -> tuple[torch.Tensor, torch.Tensor]:
         """Each sample's training reward r_t and score (its trajectory's return minus its penalty)."""

@@ -97,7 +97,7 @@ def test_two_training_steps(tmp_path, alfworld_games):
     assert [r["step"] for r in rows] == [1, 2] and changed
     last = rows[-1]
     for key in ("actor/pg_loss", "actor/kl", "actor/grad_norm", "episode/success_rate", "episode/valid_action_ratio",
-                "perf/train_tokens_per_s", "val/success_rate"):
+                "perf/train_tokens_per_s", "perf/train_tflops", "perf/train_peak_share", "val/success_rate"):
         assert key in last and last[key] == last[key], key  # present and not NaN
     run = tmp_path / "two"
     assert (run / "checkpoints" / "step_000002" / "sdar_state.json").is_file()
