@@ -1,10 +1,11 @@
 """GRPO vs SDAR from one SFT checkpoint on a CPU: the same seeds, steps and held-out games; a table and a curve.
 
     python examples/sdar_vs_grpo_cpu.py [--seeds 0 1 2] [--algos grpo sdar] [--steps 2] [--val-tasks 24]
-                                        [--out runs/sdar_vs_grpo] [key=value ...]
+                                        [--out runs/sdar_vs_grpo] [--sft-set key=value ...] [key=value ...]
 
-1. The warm start, once: the `demo` preset's SFT stage (expert demonstrations of the train split)
-   writes `<out>/sft/sft/final/`; a later call with the same `--out` reuses it.
+1. The warm start, once: the `demo` preset's SFT stage (expert demonstrations of the train split;
+   `--sft-set` overrides apply to it alone) writes `<out>/sft/sft/final/`; a later call with the
+   same `--out` reuses it.
 2. For every seed, the SFT model is validated (step 0) on the first `--val-tasks` games of
    `valid_unseen`, spread as `val_tasks` spreads them, at the preset's validation temperature.
 3. For every seed and algorithm, `--steps` RL steps from the SFT model, validated on the same games
@@ -148,6 +149,8 @@ def main() -> None:
     parser.add_argument("--val-every", type=int, default=0, help="validate every N steps (0: at the end only)")
     parser.add_argument("--val-tasks", type=int, default=24, help="held-out valid_unseen games")
     parser.add_argument("--out", type=Path, default=Path("runs/sdar_vs_grpo"))
+    parser.add_argument("--sft-set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="overrides for the SFT stage only, after the shared ones; put it last")
     args, overrides = parser.parse_known_args()
     overrides = [f"val_tasks={args.val_tasks}", *overrides]
     args.out.mkdir(parents=True, exist_ok=True)
@@ -162,9 +165,10 @@ def main() -> None:
             timings_file.write_text(json.dumps(timings, indent=1))
         return result
 
-    model = timed("sft", lambda: warm_start(args.out, overrides))
+    model = timed("sft", lambda: warm_start(args.out, [*overrides, *args.sft_set]))
     header = (f"# {' vs '.join(args.algos)} from one SFT model: {args.steps} RL steps, seeds {args.seeds}, "
-              f"{args.val_tasks} valid_unseen games (`demo` preset; overrides: {' '.join(overrides)})")
+              f"{args.val_tasks} valid_unseen games (`demo` preset; overrides: {' '.join(overrides)}; "
+              f"SFT stage also: {' '.join(args.sft_set) or '-'})")
     start: dict[int, dict] = {}
     runs: dict[str, dict[int, list[dict]]] = {algo: {} for algo in args.algos}
     for seed in args.seeds:  # seed by seed, so a run cut short still compares the methods on the seeds it finished
