@@ -242,7 +242,7 @@ class VLLMGenerator:
     the configured top-p / top-k and nothing else. The trainer recomputes log-probs with the policy,
     so the engine's own are not used. The engine starts from the policy's weights; after
     `sync_weights()` (the trainer calls it after every optimizer step) the next call first pushes
-    the policy's current weights into it (a LoRA adapter merged in) and drops its prefix cache.
+    the policy's current weights into it (a LoRA adapter's update added) and drops its prefix cache.
     """
 
     def __init__(self, policy: Any, tokenizer: Any, engine: Any, seed: int = 0) -> None:
