@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 
 pytest.importorskip("transformers", reason="the trainer needs transformers (pip install 'sdar[train]')")
@@ -164,7 +166,9 @@ def test_a_lora_policy_is_pushed_with_its_adapter_merged(tiny):
 
     model, _ = tiny
     base = {k: v.clone() for k, v in model.state_dict().items()}
-    lora = get_peft_model(model, LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj"], init_lora_weights=False))
+    with warnings.catch_warnings():  # peft reads transformers' deprecated `is_gradient_checkpointing`
+        warnings.filterwarnings("ignore", "`is_gradient_checkpointing` is deprecated", FutureWarning)
+        lora = get_peft_model(model, LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj"], init_lora_weights=False))
     try:
         weights = policy_weights(lora)
         assert set(weights) == set(base)  # the base model's names, no adapter tensors
