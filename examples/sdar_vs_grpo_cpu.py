@@ -166,9 +166,8 @@ def main() -> None:
         return result
 
     model = timed("sft", lambda: warm_start(args.out, [*overrides, *args.sft_set]))
-    header = (f"# {' vs '.join(args.algos)} from one SFT model: {args.steps} RL steps, seeds {args.seeds}, "
-              f"{args.val_tasks} valid_unseen games (`demo` preset; overrides: {' '.join(overrides)}; "
-              f"SFT stage also: {' '.join(args.sft_set) or '-'})")
+    setting = (f"{args.val_tasks} valid_unseen games (`demo` preset; overrides: {' '.join(overrides)}; "
+               f"SFT stage also: {' '.join(args.sft_set) or '-'})")
     start: dict[int, dict] = {}
     runs: dict[str, dict[int, list[dict]]] = {algo: {} for algo in args.algos}
     for seed in args.seeds:  # seed by seed, so a run cut short still compares the methods on the seeds it finished
@@ -182,6 +181,8 @@ def main() -> None:
                   f"{args.steps} steps ({timings[f'{algo}-seed{seed}']:.0f}s)", flush=True)
         wall = {"sft": timings["sft"] + sum(timings[f"start-seed{s}"] for s in start)}
         wall.update({algo: sum(timings[f"{algo}-seed{s}"] for s in by_seed) for algo, by_seed in runs.items()})
+        header = (f"# {' vs '.join(args.algos)} from one SFT model: {args.steps} RL steps, seeds {sorted(start)} of "
+                  f"{args.seeds} finished, {setting}")
         text = table(start, runs, wall, header)
         (args.out / "comparison.md").write_text(text)
         plot(start, runs, args.out)
