@@ -4,7 +4,8 @@
 traceback: an env id that is not registered, a split the env does not have, a model that is
 neither a local folder, an embedded model, `tiny`, nor in the Hugging Face cache (and the Hub
 cannot be reached), a checkpoint or resume folder that is not one, a skill bank that cannot be
-found. Each failure is a `ConfigError` that says what to do; the CLIs print it and exit 2.
+found, a vLLM backend without vllm or a GPU. Each failure is a `ConfigError` that says what to
+do; the CLIs print it and exit 2.
 """
 
 from __future__ import annotations
@@ -31,6 +32,19 @@ def check_runnable(cfg: TrainConfig, *, splits: Sequence[str] = (), checkpoint: 
         check_resume(cfg.resume)
     if uses_skills and cfg.skills.bank:
         check_skill_bank(cfg.skills.bank)
+    if cfg.rollout.backend == "vllm":
+        check_vllm()
+
+
+def check_vllm() -> None:
+    """`rollout.backend=vllm` needs vllm installed and a CUDA GPU."""
+    if importlib.util.find_spec("vllm") is None:
+        raise ConfigError("rollout.backend=vllm needs vllm: pip install 'sdar[vllm]' on a CUDA machine, "
+                          "or use rollout.backend=hf.")
+    import torch
+
+    if not torch.cuda.is_available():
+        raise ConfigError("rollout.backend=vllm needs a CUDA GPU and none is visible: use rollout.backend=hf.")
 
 
 def env_class(env_id: str) -> type:

@@ -195,6 +195,8 @@ def test_ctrl_c_finishes_the_step_and_checkpoints(tmp_path, alfworld_games):
     ("evaluate", ["checkpoint=/nonexistent"], "checkpoint='/nonexistent' does not exist"),
     ("evaluate", ["tasks=0"], "tasks=0: expected >= 1"),
     ("train", ["resume=/nonexistent"], "resume='/nonexistent' does not exist"),
+    pytest.param("train", ["rollout.backend=vllm"], "rollout.backend=vllm needs",
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU machine may run vLLM")),
 ])
 def test_clis_check_what_they_can_before_anything_loads(cli, args, message, capsys, monkeypatch):
     import importlib
