@@ -46,3 +46,17 @@ def lenient_template():
     prompts.TEMPLATES[LENIENT] = prompts.PromptTemplate(LENIENT, "You are a test agent.", parse=lenient_parse)
     yield LENIENT
     prompts.TEMPLATES.pop(LENIENT, None)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """A tiny random policy (seeded) and the embedded model's tokenizer, shared by a test module."""
+    torch = pytest.importorskip("torch", reason="the trainer needs torch (pip install 'sdar[train]')")
+    from sdar_agent.config import ModelConfig
+    from sdar_agent.models import load_policy, load_tokenizer
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(name="tiny")
+    tokenizer = load_tokenizer(cfg)
+    model, _ = load_policy(cfg, torch.device("cpu"), tokenizer)
+    return model, tokenizer

@@ -9,19 +9,9 @@ import pytest
 pytest.importorskip("transformers", reason="the trainer needs transformers (pip install 'sdar[train]')")
 import torch  # noqa: E402
 
-from sdar_agent.config import ModelConfig, RolloutConfig  # noqa: E402
+from sdar_agent.config import RolloutConfig  # noqa: E402
 from sdar_agent.generation import HFGenerator, Sampling  # noqa: E402
-from sdar_agent.models import load_policy, load_tokenizer  # noqa: E402
 from sdar_agent.prompts import template_for  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    torch.manual_seed(0)
-    cfg = ModelConfig(name="tiny")
-    tokenizer = load_tokenizer(cfg)
-    model, _ = load_policy(cfg, torch.device("cpu"), tokenizer)
-    return model, tokenizer
 
 
 def first_completion(tokenizer, tokens: list[int], text: str) -> int:

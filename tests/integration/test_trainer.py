@@ -16,7 +16,7 @@ import torch  # noqa: E402
 from sdar_agent.config import ModelConfig  # noqa: E402
 from sdar_agent.generation import HFGenerator, Sampling  # noqa: E402
 from sdar_agent.logprobs import pack, response_logprobs  # noqa: E402
-from sdar_agent.models import load_policy, load_tokenizer  # noqa: E402
+from sdar_agent.models import load_policy  # noqa: E402
 from sdar_agent.prompts import template_for  # noqa: E402
 from sdar_agent.rollout import collect  # noqa: E402
 from sdar_agent.workers import EnvPool  # noqa: E402
@@ -24,15 +24,6 @@ from tests.helpers import LENIENT, run_train  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.usefixtures("lenient_template")
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    torch.manual_seed(0)
-    cfg = ModelConfig(name="tiny")
-    tokenizer = load_tokenizer(cfg)
-    model, _ = load_policy(cfg, torch.device("cpu"), tokenizer)
-    return model, tokenizer
 
 
 def test_packed_logprobs_equal_unpadded_forward(tiny):
@@ -222,9 +213,6 @@ def test_activation_checkpointing_without_deprecation_warnings():
     import warnings
 
     import torch
-
-    from sdar_agent.config import ModelConfig
-    from sdar_agent.models import load_policy
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
