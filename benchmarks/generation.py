@@ -1,14 +1,19 @@
-"""What stopping at the answer's end buys: generation with and without `rollout.stop_at_answer_end`.
+"""What the HF generation path's savings buy: stopping at the answer's end, and sharing the prompts' prefix.
 
-    python benchmarks/generation.py [--model embedded:smollm2-135m-instruct] [--games 16] [--new-tokens 48]
+    python benchmarks/generation.py [--model embedded:smollm2-135m-instruct] [--games 16] [--group 1]
+                                    [--new-tokens 48]
 
-The first-turn prompts of `--games` held-out ALFWorld games (the embedded easy set), one batch,
-sampled at the rollout temperature with the same seed twice: once to `--new-tokens` or EOS, once
-also stopping each row at `</action>`. Sampling draws the same random numbers for every row at
-every step in both runs, so each stopped response is a prefix of its free one and parses to the
-same action; the script checks that and prints, measured in this one run, the wall time, generated
-tokens and tokens/s of both and their ratio. Use an SFT folder as `--model` to see a trained
-policy's figures (it closes its answer and writes EOS itself; the untouched model rambles).
+The first-turn prompts of `--games` held-out ALFWorld games (the embedded easy set), each repeated
+`--group` times as a GRPO group's first turn is (the demo's RL step: `--games 1 --group 4`; its
+validation: `--games 8`), one batch, sampled at the rollout temperature with the same seed three
+times: plain (to `--new-tokens` or EOS, every row run whole: the path before these changes); also
+stopping each row at `</action>` (`rollout.stop_at_answer_end`); and also running the leading
+tokens all rows share once (`rollout.share_prompt_prefix`). Sampling draws the same random numbers
+for every row at every step in all runs, so each stopped response is a prefix of its plain one and
+parses to the same action, and sharing the prefix changes no token; the script checks both and
+prints, measured in this one run, each run's wall time, generated tokens, tokens/s and speed-up
+over the plain run. Use an SFT folder as `--model` to see a trained policy's figures (it closes
+its answer and writes EOS itself; the untouched model rambles).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import torch
 
 from sdar_agent.config import ModelConfig, RolloutConfig
 from sdar_agent.generation import HFGenerator, Sampling
+from sdar_agent.logprobs import shared_prefix_length
 from sdar_agent.models import load_policy, load_tokenizer
 from sdar_agent.prompts import template_for, turn_prompt_ids
 
@@ -52,6 +58,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="embedded:smollm2-135m-instruct")
     parser.add_argument("--games", type=int, default=16)
+    parser.add_argument("--group", type=int, default=1, help="rows per game, as a GRPO group's first turn")
     parser.add_argument("--new-tokens", type=int, default=48)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -60,29 +67,38 @@ def main() -> None:
     tokenizer = load_tokenizer(cfg)
     model, _ = load_policy(cfg, torch.device("cpu"), tokenizer)
     template = template_for("sdar/ALFWorld-v0")
-    prompts = first_turn_prompts(tokenizer, args.games)
+    prompts = [p for p in first_turn_prompts(tokenizer, args.games) for _ in range(args.group)]
     rollout = RolloutConfig(max_response_tokens=args.new_tokens)
-    generator = HFGenerator(model, tokenizer, batch_size=len(prompts))
-    timed(generator, prompts[:2], Sampling(4), args.seed)  # warm-up
+    plain = HFGenerator(model, tokenizer, batch_size=len(prompts), share_prefix=False)
+    shared = HFGenerator(model, tokenizer, batch_size=len(prompts), share_prefix=True)
+    timed(plain, prompts[:2], Sampling(4), args.seed)  # warm-up
     rollout.stop_at_answer_end = False
-    free, free_s = timed(generator, prompts, Sampling.from_config(rollout, answer_ends=template.answer_ends), args.seed)
+    free = Sampling.from_config(rollout, answer_ends=template.answer_ends)
     rollout.stop_at_answer_end = True
-    stopped, stopped_s = timed(generator, prompts, Sampling.from_config(rollout, answer_ends=template.answer_ends),
-                               args.seed)
+    stop = Sampling.from_config(rollout, answer_ends=template.answer_ends)
+    runs = {"plain": timed(plain, prompts, free, args.seed),
+            "stop at </action>": timed(plain, prompts, stop, args.seed),
+            "stop + shared prefix": timed(shared, prompts, stop, args.seed)}
 
-    prefixes = sum(s == f[: len(s)] for s, f in zip(stopped, free, strict=True))
+    base, base_s = runs["plain"]
+    stopped = runs["stop at </action>"][0]
+    prefixes = sum(s == f[: len(s)] for s, f in zip(stopped, base, strict=True))
     same = sum(template.parse(tokenizer.decode(s, skip_special_tokens=True)).action
                == template.parse(tokenizer.decode(f, skip_special_tokens=True)).action
-               for s, f in zip(stopped, free, strict=True))
-    closed = sum("</action>" in tokenizer.decode(f).lower() for f in free)
-    print(f"{args.model}: {len(prompts)} first-turn prompts (mean {sum(map(len, prompts)) / len(prompts):.0f} tokens), "
-          f"T={rollout.temperature}, up to {args.new_tokens} new tokens; {closed} free responses close </action>")
-    for name, out, secs in (("free", free, free_s), ("stop at </action>", stopped, stopped_s)):
+               for s, f in zip(stopped, base, strict=True))
+    closed = sum("</action>" in tokenizer.decode(f).lower() for f in base)
+    shared_len = shared_prefix_length(prompts)
+    print(f"{args.model}: {args.games} games x {args.group} rows = {len(prompts)} first-turn prompts (mean "
+          f"{sum(map(len, prompts)) / len(prompts):.0f} tokens, {shared_len} shared by all), T={rollout.temperature}, "
+          f"up to {args.new_tokens} new tokens, {torch.get_num_threads()} threads; {closed} plain responses close "
+          f"</action>")
+    for name, (out, secs) in runs.items():
         tokens = sum(map(len, out))
-        print(f"  {name:18s} {secs:6.1f} s  {tokens:5d} tokens  {tokens / secs:6.1f} tokens/s  "
-              f"mean response {tokens / len(out):5.1f} tokens")
-    print(f"  time ratio free / stopped: {free_s / stopped_s:.2f}x; stopped responses that are prefixes of the free "
-          f"ones: {prefixes}/{len(prompts)}; same parsed action: {same}/{len(prompts)}")
+        print(f"  {name:22s} {secs:6.1f} s  {tokens:5d} tokens  {tokens / secs:6.1f} tokens/s  "
+              f"mean response {tokens / len(out):5.1f} tokens  speed-up (tokens/s) "
+              f"{tokens / secs / (sum(map(len, base)) / base_s):4.2f}x")
+    print(f"  stopped responses that are prefixes of the plain ones: {prefixes}/{len(prompts)}; same parsed action: "
+          f"{same}/{len(prompts)}; shared prefix changed no token: {runs['stop + shared prefix'][0] == stopped}")
 
 
 if __name__ == "__main__":

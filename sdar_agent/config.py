@@ -157,6 +157,10 @@ class RolloutConfig:
     stop_at_answer_end: bool = True
     """End a response where the template's answer closes (`</action>`; Search-QA: `</search>` or
     `</answer>`) as at EOS: the env parsers read only the first block, so later tokens are waste."""
+    share_prompt_prefix: bool = True
+    """Run the leading tokens every prompt of a `generate` call shares (the system prompt and
+    instructions; a group's whole first prompt) through the model once and share their keys and
+    values across the rows (HF backend; vLLM's prefix cache does this itself)."""
 
 
 @dataclass

@@ -16,6 +16,7 @@ import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 
 from sdar_agent.config import RolloutConfig
+from sdar_agent.logprobs import MIN_SHARED_PREFIX, prefix_cache, shared_prefix_length
 from sdar_agent.models import autocast
 
 
@@ -62,7 +63,9 @@ class HFGenerator:
 
     Each `generate` call takes as many rows as free memory holds (`rows_that_fit`), unless
     `batch_size` caps them: at small batches decoding reads every weight once per token whatever
-    the batch, so fewer, larger calls are faster.
+    the batch, so fewer, larger calls are faster. The leading tokens all rows of a call share are
+    run once and their keys and values shared (`share_prefix`): the same tokens come out, since
+    each row attends to the same keys and values at the same positions.
 
     Samples come from exactly the configured distribution, softmax(logits / T) with the configured
     top-p / top-k and nothing else: the checkpoint's own `generation_config` (a repetition penalty,
@@ -71,10 +74,14 @@ class HFGenerator:
     """
 
     def __init__(self, model: Any, tokenizer: Any, batch_size: int = 0,
-                 compute_dtype: torch.dtype = torch.float32) -> None:
-        """`batch_size` caps the rows of one `generate` call; 0 sizes each call from free memory."""
+                 compute_dtype: torch.dtype = torch.float32, share_prefix: bool = True) -> None:
+        """`batch_size` caps the rows of one `generate` call; 0 sizes each call from free memory.
+
+        `share_prefix`: the prompts' common leading tokens are run once per call and their keys and
+        values shared by every row (`rollout.share_prompt_prefix`).
+        """
         self.model, self.tokenizer, self.batch_size = model, tokenizer, batch_size
-        self.compute_dtype = compute_dtype
+        self.compute_dtype, self.share_prefix = compute_dtype, share_prefix
 
     def sync_weights(self) -> None:
         """Nothing to do: generation runs on the policy's own weights."""
@@ -116,14 +123,25 @@ class HFGenerator:
 
     def _generate(self, prompts: list[list[int]], sampling: Sampling) -> list[list[int]]:
         pad = self.tokenizer.pad_token_id
-        width = max(len(p) for p in prompts)
         device = next(self.model.parameters()).device
+        kwargs: dict[str, Any] = {"max_new_tokens": sampling.max_new_tokens, "use_cache": True, "pad_token_id": pad}
+        # The leading tokens all rows share (system prompt, instructions, a group's whole first
+        # prompt) go through the model once: rows are laid out [prefix | left padding | own tokens].
+        n_prefix = shared_prefix_length(prompts, keep=1) if self.share_prefix and len(prompts) > 1 else 0
+        cache = prefix_cache(self.model, torch.tensor(prompts[0][:n_prefix]), len(prompts)) \
+            if n_prefix >= MIN_SHARED_PREFIX else None
+        if cache is not None:
+            kwargs["past_key_values"] = cache
+        else:
+            n_prefix = 0
+        width = n_prefix + max(len(p) - n_prefix for p in prompts)
         input_ids = torch.full((len(prompts), width), pad, dtype=torch.long)
         attention = torch.zeros((len(prompts), width), dtype=torch.long)
+        input_ids[:, :n_prefix] = torch.tensor(prompts[0][:n_prefix])
+        attention[:, :n_prefix] = 1
         for row, p in enumerate(prompts):
-            input_ids[row, width - len(p) :] = torch.tensor(p)
-            attention[row, width - len(p) :] = 1
-        kwargs: dict[str, Any] = {"max_new_tokens": sampling.max_new_tokens, "use_cache": True, "pad_token_id": pad}
+            input_ids[row, width - len(p) + n_prefix :] = torch.tensor(p[n_prefix:])
+            attention[row, width - len(p) + n_prefix :] = 1
         if sampling.greedy:
             kwargs.update(do_sample=False)
         else:  # top_k=0 and top_p=1.0 switch those filters off explicitly
@@ -355,4 +373,4 @@ def make_generator(rollout: RolloutConfig, policy: Any, tokenizer: Any, dtype: t
     """The backend `rollout.backend` names, on `policy`."""
     if rollout.backend == "vllm":
         return VLLMGenerator(policy, tokenizer, build_vllm_engine(policy, tokenizer, rollout, dtype, seed), seed)
-    return HFGenerator(policy, tokenizer, rollout.generation_batch_size, dtype)
+    return HFGenerator(policy, tokenizer, rollout.generation_batch_size, dtype, rollout.share_prompt_prefix)

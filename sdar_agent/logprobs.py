@@ -10,27 +10,67 @@ import torch
 
 from sdar_agent.losses import entropy_from_logits
 
+MIN_SHARED_PREFIX = 16
+"""Fewest shared leading tokens worth one extra forward: below this, rows are run whole."""
 
-def pack(prompts: Sequence[list[int]], responses: Sequence[list[int]], pad_id: int) -> dict[str, torch.Tensor]:
+
+def shared_prefix_length(seqs: Sequence[Sequence[int]], keep: int = 1) -> int:
+    """How many leading tokens all `seqs` have in common, leaving at least `keep` tokens of each after them."""
+    if not seqs:
+        return 0
+    first, limit = seqs[0], min(len(s) for s in seqs) - keep
+    n = 0
+    while n < limit and all(s[n] == first[n] for s in seqs):
+        n += 1
+    return max(n, 0)
+
+
+def pack(prompts: Sequence[list[int]], responses: Sequence[list[int]], pad_id: int,
+         share_prefix: bool = False) -> dict[str, torch.Tensor]:
     """Left-padded prompt+response sequences, right-aligned so every response ends at the last column.
 
     Returns input_ids (B, L), attention_mask (B, L), position_ids (B, L), and response_mask
     (B, T) over the last T = max response length positions' *targets*.
+
+    With `share_prefix`, the leading tokens every prompt shares (at least `MIN_SHARED_PREFIX`, at
+    most all but each prompt's last) are taken out as `prefix_ids` (P,): input_ids then holds the
+    rest, attention_mask is (B, P + L) with the prefix first, and position_ids count on from P.
+    `response_logprobs` runs the prefix once, not once per row (passes without gradient only).
     """
-    width = max(len(p) + len(r) for p, r in zip(prompts, responses, strict=True))
+    n_prefix = shared_prefix_length(prompts, keep=1) if share_prefix and len(prompts) > 1 else 0
+    if n_prefix < MIN_SHARED_PREFIX:
+        n_prefix = 0
+    seqs = [p[n_prefix:] + r for p, r in zip(prompts, responses, strict=True)]
+    width = max(len(s) for s in seqs)
     t_max = max(len(r) for r in responses)
     n = len(prompts)
     input_ids = torch.full((n, width), pad_id, dtype=torch.long)
     attention = torch.zeros((n, width), dtype=torch.long)
     response_mask = torch.zeros((n, t_max), dtype=torch.float32)
-    for row, (p, r) in enumerate(zip(prompts, responses, strict=True)):
-        seq = p + r
+    for row, (seq, r) in enumerate(zip(seqs, responses, strict=True)):
         input_ids[row, width - len(seq) :] = torch.tensor(seq)
         attention[row, width - len(seq) :] = 1
         response_mask[row, t_max - len(r) :] = 1.0
-    position_ids = (attention.cumsum(dim=1) - 1).clamp(min=0)
-    return {"input_ids": input_ids, "attention_mask": attention, "position_ids": position_ids,
-            "response_mask": response_mask}
+    position_ids = n_prefix + (attention.cumsum(dim=1) - 1).clamp(min=0)
+    batch = {"input_ids": input_ids, "attention_mask": attention, "position_ids": position_ids,
+             "response_mask": response_mask}
+    if n_prefix:
+        batch["prefix_ids"] = torch.tensor(prompts[0][:n_prefix])
+        batch["attention_mask"] = torch.cat([torch.ones((n, n_prefix), dtype=torch.long), attention], dim=1)
+    return batch
+
+
+def prefix_cache(model: Any, prefix_ids: torch.Tensor, rows: int) -> Any:
+    """The KV cache of `prefix_ids` (P,) from one forward, repeated for `rows` rows.
+
+    None for a model whose cache cannot be repeated across rows.
+    """
+    device = next(model.parameters()).device
+    cache = model(input_ids=prefix_ids[None].to(device), use_cache=True).past_key_values
+    if not hasattr(cache, "batch_repeat_interleave"):
+        return None
+    cache.batch_repeat_interleave(rows)
+    return cache
 
 
 @dataclass
@@ -53,14 +93,18 @@ def response_logprobs(model: Any, batch: dict[str, torch.Tensor], *, with_entrop
     """
     device = next(model.parameters()).device
     t_max = batch["response_mask"].shape[1]
-    out = model(
-        input_ids=batch["input_ids"].to(device),
-        attention_mask=batch["attention_mask"].to(device),
-        position_ids=batch["position_ids"].to(device),
-        logits_to_keep=t_max + 1,
-        use_cache=False,
-        output_hidden_states=with_hidden,
-    )
+    inputs = {"input_ids": batch["input_ids"].to(device), "attention_mask": batch["attention_mask"].to(device),
+              "position_ids": batch["position_ids"].to(device), "use_cache": False}
+    if "prefix_ids" in batch:
+        if torch.is_grad_enabled():
+            raise ValueError("a batch packed with share_prefix is for passes without gradient: the prefix's "
+                             "keys and values would carry none")
+        cache = prefix_cache(model, batch["prefix_ids"], len(inputs["input_ids"]))
+        if cache is None:
+            raise ValueError(f"{type(model).__name__}: its cache cannot be shared across rows; "
+                             "pack without share_prefix")
+        inputs.update(past_key_values=cache, use_cache=True)
+    out = model(**inputs, logits_to_keep=t_max + 1, output_hidden_states=with_hidden)
     logits = out.logits[:, :-1, :].float()  # (B, T, V): position j predicts token j + 1
     targets = batch["input_ids"][:, -t_max:].to(device)  # (B, T)
     scores = ResponseScores(torch.log_softmax(logits, dim=-1).gather(-1, targets[..., None]).squeeze(-1))

@@ -421,11 +421,14 @@ class Trainer:
         logps: list[torch.Tensor] = [torch.zeros(0)] * len(samples)
         hiddens: list[torch.Tensor] = [torch.zeros(0)] * len(samples) if want_hidden else []
         micro = self.cfg.algo.micro_batch_size
-        order = sorted(range(len(samples)), key=lambda i: len(prompts[i]) + len(samples[i].response_ids))
-        for k in range(0, len(order), micro):  # length-sorted micro-batches: little padding
+        # micro-batches of one task's samples (one skills text, one task: a long shared prefix, run
+        # once per micro-batch), length-sorted within it: little padding
+        order = sorted(range(len(samples)), key=lambda i: (samples[i].group,
+                                                           len(prompts[i]) + len(samples[i].response_ids)))
+        for k in range(0, len(order), micro):
             chunk = order[k : k + micro]
             batch = pack([prompts[i] for i in chunk], [samples[i].response_ids for i in chunk],
-                         self.tokenizer.pad_token_id)
+                         self.tokenizer.pad_token_id, share_prefix=True)
             with autocast(self.acc.device, self.compute_dtype):
                 out = response_logprobs(self.model, batch, with_hidden=want_hidden)
             logp, hidden = out.logp, out.hidden

@@ -37,6 +37,20 @@ def test_a_response_ends_with_the_token_that_completes_a_stop_text(tiny):
     assert len(stopped[0]) <= 8
 
 
+@pytest.mark.parametrize("greedy", [True, False])
+def test_sharing_the_prompts_prefix_changes_no_token(tiny, greedy):
+    model, tokenizer = tiny
+    torch.manual_seed(5)
+    prefix = torch.randint(100, 4000, (40,)).tolist()
+    prompts = [prefix + torch.randint(100, 4000, (n,)).tolist() for n in (3, 9, 1, 5)] + [prefix + [7]]
+    outputs = []
+    for share in (False, True):
+        torch.manual_seed(11)  # sampling: the same random stream for both
+        outputs.append(HFGenerator(model, tokenizer, 0, share_prefix=share)(prompts, Sampling(16, greedy=greedy)))
+    assert outputs[0] == outputs[1]
+    assert len(set(map(tuple, outputs[0]))) > 1  # the rows did not all write the same thing
+
+
 def test_sampling_takes_the_templates_answer_ends_unless_switched_off():
     rollout = RolloutConfig()
     assert Sampling.from_config(rollout, answer_ends=template_for("sdar/ALFWorld-v0").answer_ends).stop == (

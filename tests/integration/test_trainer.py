@@ -40,6 +40,26 @@ def test_packed_logprobs_equal_unpadded_forward(tiny):
     assert batch["response_mask"].tolist() == [[0, 1, 1], [1, 1, 1]]
 
 
+def test_a_shared_prompt_prefix_runs_once_and_gives_the_same_logprobs(tiny):
+    model, tokenizer = tiny
+    torch.manual_seed(3)
+    prefix = torch.randint(100, 4000, (40,)).tolist()
+    prompts = [prefix + torch.randint(100, 4000, (n,)).tolist() for n in (3, 9, 1)]
+    responses = [[11, 12], [13, 14, 15], [16]]
+    shared = pack(prompts, responses, tokenizer.pad_token_id, share_prefix=True)
+    assert shared["prefix_ids"].tolist() == prefix
+    assert shared["input_ids"].shape == (3, 9 + 3) and shared["attention_mask"].shape == (3, 40 + 12)
+    with torch.no_grad():
+        whole = response_logprobs(model, pack(prompts, responses, tokenizer.pad_token_id)).logp
+        mask = shared["response_mask"].bool()
+        assert torch.allclose(response_logprobs(model, shared).logp[mask], whole[mask], atol=1e-5)
+    with pytest.raises(ValueError, match="without gradient"):
+        response_logprobs(model, shared)  # with gradient the prefix's keys and values would carry none
+    # too short a shared prefix, or a prompt that is all prefix: rows are run whole
+    assert "prefix_ids" not in pack([prefix[:10] + [1], prefix[:10] + [2]], [[3], [4]], 0, share_prefix=True)
+    assert len(pack([prefix, prefix + [5]], [[3], [4]], 0, share_prefix=True)["prefix_ids"]) == 39
+
+
 @pytest.mark.parametrize("workers", [False, True])
 def test_rollout_on_alfworld_forms_groups(tiny, alfworld_games, workers):
     model, tokenizer = tiny
