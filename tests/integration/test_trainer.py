@@ -149,8 +149,9 @@ def test_two_process_accelerate_run(tmp_path, alfworld_games, algo):
             "val_tasks=2", "env.num_workers=0", "rollout.tasks_per_step=2", "rollout.group_size=2",
             "rollout.max_response_tokens=8", "env.max_turns=2", "log.progress=false", "log.tensorboard=false",
             f"env.kwargs={{data_dir: {alfworld_games}}}"]
-    result = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--cpu",
-                             "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+    # the shipped DDP config, on 2 CPU processes (gloo) instead of its GPUs
+    result = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+                             str(ROOT / "examples" / "accelerate" / "ddp.yaml"), "--cpu", "--num_processes", "2",
                              "-m", "sdar_agent.train", "demo", *args],
                             capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
