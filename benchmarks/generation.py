@@ -5,14 +5,15 @@
 
 The first-turn prompts of `--games` held-out ALFWorld games (the embedded easy set), each repeated
 `--group` times as a GRPO group's first turn is (the demo's RL step: `--games 1 --group 4`; its
-validation: `--games 8`), one batch, sampled at the rollout temperature with the same seed three
+validation: `--games 8`), one batch, sampled at the rollout temperature with the same seed four
 times: plain (to `--new-tokens` or EOS, every row run whole: the path before these changes); also
-stopping each row at `</action>` (`rollout.stop_at_answer_end`); and also running the leading
-tokens all rows share once (`rollout.share_prompt_prefix`). Sampling draws the same random numbers
-for every row at every step in all runs, so each stopped response is a prefix of its plain one and
-parses to the same action, and sharing the prefix changes no token; the script checks both and
-prints, measured in this one run, each run's wall time, generated tokens, tokens/s and speed-up
-over the plain run. Use an SFT folder as `--model` to see a trained policy's figures (it closes
+stopping each row at `</action>` (`rollout.stop_at_answer_end`); also running the leading tokens
+all rows share once (`rollout.share_prompt_prefix`); and also computing the decoding steps' small
+products weight-first (`weight_first_linears`, on by default on a CPU). Sampling draws the same
+random numbers for every row at every step in all runs, so each stopped response is a prefix of
+its plain one and parses to the same action, and the last two change no token; the script checks
+that and prints, measured in this one run, each run's wall time, generated tokens, tokens/s and
+speed-up over the plain run. Use an SFT folder as `--model` to see a trained policy's figures (it closes
 its answer and writes EOS itself; the untouched model rambles).
 """
 
@@ -69,8 +70,9 @@ def main() -> None:
     template = template_for("sdar/ALFWorld-v0")
     prompts = [p for p in first_turn_prompts(tokenizer, args.games) for _ in range(args.group)]
     rollout = RolloutConfig(max_response_tokens=args.new_tokens)
-    plain = HFGenerator(model, tokenizer, batch_size=len(prompts), share_prefix=False)
-    shared = HFGenerator(model, tokenizer, batch_size=len(prompts), share_prefix=True)
+    plain = HFGenerator(model, tokenizer, batch_size=len(prompts), share_prefix=False, weight_first=False)
+    shared = HFGenerator(model, tokenizer, batch_size=len(prompts), share_prefix=True, weight_first=False)
+    fast = HFGenerator(model, tokenizer, batch_size=len(prompts))  # the defaults: all of it
     timed(plain, prompts[:2], Sampling(4), args.seed)  # warm-up
     rollout.stop_at_answer_end = False
     free = Sampling.from_config(rollout, answer_ends=template.answer_ends)
@@ -78,7 +80,8 @@ def main() -> None:
     stop = Sampling.from_config(rollout, answer_ends=template.answer_ends)
     runs = {"plain": timed(plain, prompts, free, args.seed),
             "stop at </action>": timed(plain, prompts, stop, args.seed),
-            "stop + shared prefix": timed(shared, prompts, stop, args.seed)}
+            "stop + shared prefix": timed(shared, prompts, stop, args.seed),
+            "+ weight-first linears": timed(fast, prompts, stop, args.seed)}
 
     base, base_s = runs["plain"]
     stopped = runs["stop at </action>"][0]
@@ -98,7 +101,8 @@ def main() -> None:
               f"mean response {tokens / len(out):5.1f} tokens  speed-up (tokens/s) "
               f"{tokens / secs / (sum(map(len, base)) / base_s):4.2f}x")
     print(f"  stopped responses that are prefixes of the plain ones: {prefixes}/{len(prompts)}; same parsed action: "
-          f"{same}/{len(prompts)}; shared prefix changed no token: {runs['stop + shared prefix'][0] == stopped}")
+          f"{same}/{len(prompts)}; shared prefix, weight-first linears changed no token: "
+          f"{runs['stop + shared prefix'][0] == stopped}, {runs['+ weight-first linears'][0] == stopped}")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,9 @@ static-cache path, vLLM) implements the same two methods and slots in without to
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import types
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -70,18 +72,21 @@ class HFGenerator:
     Samples come from exactly the configured distribution, softmax(logits / T) with the configured
     top-p / top-k and nothing else: the checkpoint's own `generation_config` (a repetition penalty,
     a default top-k of 50, ...) is set aside for the call, or PPO's old log-probs would be wrong.
-    Forward passes run under autocast in `compute_dtype` when it differs from float32.
+    Forward passes run under autocast in `compute_dtype` when it differs from float32. On a CPU
+    the decoding steps' small products go through `weight_first_linears`.
     """
 
     def __init__(self, model: Any, tokenizer: Any, batch_size: int = 0,
-                 compute_dtype: torch.dtype = torch.float32, share_prefix: bool = True) -> None:
+                 compute_dtype: torch.dtype = torch.float32, share_prefix: bool = True,
+                 weight_first: bool = True) -> None:
         """`batch_size` caps the rows of one `generate` call; 0 sizes each call from free memory.
 
         `share_prefix`: the prompts' common leading tokens are run once per call and their keys and
-        values shared by every row (`rollout.share_prompt_prefix`).
+        values shared by every row (`rollout.share_prompt_prefix`). `weight_first=False` keeps
+        PyTorch's own linear layers on a CPU (for comparisons).
         """
         self.model, self.tokenizer, self.batch_size = model, tokenizer, batch_size
-        self.compute_dtype, self.share_prefix = compute_dtype, share_prefix
+        self.compute_dtype, self.share_prefix, self.weight_first = compute_dtype, share_prefix, weight_first
 
     def sync_weights(self) -> None:
         """Nothing to do: generation runs on the policy's own weights."""
@@ -99,7 +104,8 @@ class HFGenerator:
         self.model.eval()
         self.model.generation_config = self._neutral_config()
         try:
-            with autocast(device, self.compute_dtype):
+            with autocast(device, self.compute_dtype), weight_first_linears(
+                    self.model, self.weight_first and device.type == "cpu"):
                 start = 0
                 while start < len(order):
                     rows = self.batch_size or rows_that_fit(
@@ -181,6 +187,44 @@ class StopTexts(StoppingCriteria):
         done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
         done[list(self.ends)] = True
         return done
+
+
+SKINNY_ROWS = 64
+"""Most rows (tokens) a linear layer's input may have to go through `weight_first_linears`' product."""
+
+
+@contextmanager
+def weight_first_linears(model: Any, enabled: bool = True) -> Iterator[None]:
+    """Within the block, `nn.Linear` layers of `model` compute inputs of 2 to `SKINNY_ROWS` rows as `(W @ xᵀ)ᵀ`.
+
+    The same product as `F.linear` (x Wᵀ), in the other operand order. On a CPU, MKL runs the
+    skinny products of decoding (a few rows, the batch's newest tokens) 1.5 to 4x faster this way
+    round (measured on SmolLM2's shapes, 2 to 8 rows; the LM head most), since x Wᵀ with few rows
+    repacks the whole weight matrix on every call. Prefill and training inputs, with many rows, and
+    single rows (a matrix-vector product either way) keep `F.linear`. Layers that already have
+    their own instance `forward` (hooks of other libraries) are left alone.
+    """
+    patched = []
+    if enabled:
+        for module in model.modules():
+            if isinstance(module, torch.nn.Linear) and "forward" not in module.__dict__:
+                module.forward = types.MethodType(_weight_first_forward, module)
+                patched.append(module)
+    try:
+        yield
+    finally:
+        for module in patched:
+            del module.forward
+
+
+def _weight_first_forward(self: torch.nn.Linear, x: torch.Tensor) -> torch.Tensor:
+    rows = x.numel() // x.shape[-1] if x.shape[-1] else 0
+    if not 1 < rows <= SKINNY_ROWS:
+        return torch.nn.functional.linear(x, self.weight, self.bias)
+    out = (self.weight @ x.reshape(rows, x.shape[-1]).T).T
+    if self.bias is not None:
+        out = out + self.bias
+    return out.reshape(*x.shape[:-1], self.weight.shape[0])
 
 
 def free_memory(device: torch.device) -> int:

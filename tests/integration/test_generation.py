@@ -38,17 +38,32 @@ def test_a_response_ends_with_the_token_that_completes_a_stop_text(tiny):
 
 
 @pytest.mark.parametrize("greedy", [True, False])
-def test_sharing_the_prompts_prefix_changes_no_token(tiny, greedy):
+def test_the_fast_path_changes_no_token(tiny, greedy):
+    """A shared prompt prefix run once and weight-first linear layers give the plain path's tokens."""
     model, tokenizer = tiny
     torch.manual_seed(5)
     prefix = torch.randint(100, 4000, (40,)).tolist()
     prompts = [prefix + torch.randint(100, 4000, (n,)).tolist() for n in (3, 9, 1, 5)] + [prefix + [7]]
     outputs = []
-    for share in (False, True):
+    for fast in (False, True):
         torch.manual_seed(11)  # sampling: the same random stream for both
-        outputs.append(HFGenerator(model, tokenizer, 0, share_prefix=share)(prompts, Sampling(16, greedy=greedy)))
+        generator = HFGenerator(model, tokenizer, 0, share_prefix=fast, weight_first=fast)
+        outputs.append(generator(prompts, Sampling(16, greedy=greedy)))
     assert outputs[0] == outputs[1]
     assert len(set(map(tuple, outputs[0]))) > 1  # the rows did not all write the same thing
+    assert all("forward" not in m.__dict__ for m in model.modules())  # the layers are restored
+
+
+def test_weight_first_linears_compute_the_same_products():
+    from sdar_agent.generation import weight_first_linears
+
+    torch.manual_seed(0)
+    layers = torch.nn.Sequential(torch.nn.Linear(24, 40), torch.nn.Linear(40, 8, bias=False))
+    for shape in [(1, 24), (2, 3, 24), (4, 1, 24), (70, 24)]:  # one row, skinny, many rows
+        x = torch.randn(*shape)
+        with weight_first_linears(layers):
+            fast = layers(x)
+        assert fast.shape == layers(x).shape and torch.allclose(fast, layers(x), atol=1e-6)
 
 
 def test_sampling_takes_the_templates_answer_ends_unless_switched_off():
