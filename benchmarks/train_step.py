@@ -12,7 +12,8 @@ Prints, all measured in this one run:
    single-turn task) in TRL's GRPOTrainer and in ours, as a time ratio. Skipped with a note when
    `trl` is not installed (`pip install trl`);
 4. the SDAR step time over the GRPO step time on the same batch (the trainer's own `update`,
-   SDAR including its teacher pass on prompts that carry the retrieved skills).
+   SDAR including its teacher pass on prompts that carry the retrieved skills; the samples come in
+   groups of 4 of one task at different turns, the skills within the demo preset's budget).
 """
 
 from __future__ import annotations
@@ -40,14 +41,17 @@ def matmul_peak_gflops(n: int = 2048, repeats: int = 5) -> float:
     return 2 * n**3 * repeats / (time.perf_counter() - start) / 1e9
 
 
-def alfworld_like_prompts(tokenizer, n: int) -> list[list[int]]:
+def alfworld_like_prompts(tokenizer, n: int, skills: str = "") -> list[list[int]]:
+    """`n` turn prompts in groups of 4 of one task (as a GRPO group), each group member at another turn."""
     template = template_for("sdar/ALFWorld-v0")
     actions = ["go to cabinet 1", "go to countertop 1", "go to fridge 1", "go to microwave 1", "inventory", "look"]
     return [
         chat_ids(tokenizer, template.render(
-            f"put a hot apple in cabinet {i}.",
+            f"put a hot apple in cabinet {i // 4 + 1}.",
             "You are in the middle of a room. Looking quickly around you, you see a cabinet 1, a countertop 1, "
-            "a fridge 1, and a microwave 1.", actions, [], 0))
+            "a fridge 1, and a microwave 1.", actions,
+            [(f"You arrive at countertop {i % 4}. On it you see nothing.", actions[i % 4])] if i % 4 else [], i % 4,
+            skills=skills))
         for i in range(n)
     ]
 
@@ -129,13 +133,14 @@ def sdar_over_grpo(model_name: str, prompts, responses, tokenizer, micro: int) -
     from sdar_agent.trainer import Trainer
     from skillbank import SkillBank
 
-    skills = SkillBank.load("alfworld").retrieve("pick_heat_then_place_in_recep", budget=2000).text
-    template = template_for("sdar/ALFWorld-v0")
-    teacher_prompt = chat_ids(tokenizer, template.render("put a hot apple in cabinet 1.", "You are in a room.",
-                                                         ["look"], [], 0, skills=skills))
-    samples = [Sample(p, r, group=i // 4, traj=i, step=0, task_id=str(i), task_type="pick_heat_then_place_in_recep",
-                      valid=True, teacher_prompt_ids=teacher_prompt)
-               for i, (p, r) in enumerate(zip(prompts, responses, strict=True))]
+    budget = load_config("demo").skills.budget_tokens  # the demo's skills, in each teacher prompt
+    skills = SkillBank.load("alfworld").retrieve(
+        "pick_heat_then_place_in_recep", budget=budget,
+        measure=lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"])).text
+    teacher_prompts = alfworld_like_prompts(tokenizer, len(prompts), skills=skills)
+    samples = [Sample(p, r, group=i // 4, traj=i, step=0, task_id=str(i // 4),
+                      task_type="pick_heat_then_place_in_recep", valid=True, teacher_prompt_ids=t)
+               for i, (p, r, t) in enumerate(zip(prompts, responses, teacher_prompts, strict=True))]
     scores = torch.tensor([float(i % 3) for i in range(len(samples))], dtype=torch.float64)
     times = {}
     teacher_s = 0.0
