@@ -198,7 +198,7 @@ def weight_first_linears(model: Any, enabled: bool = True) -> Iterator[None]:
     """Within the block, `nn.Linear` layers of `model` compute inputs of 2 to `SKINNY_ROWS` rows as `(W @ xᵀ)ᵀ`.
 
     The same product as `F.linear` (x Wᵀ), in the other operand order. On a CPU, MKL runs the
-    skinny products of decoding (a few rows, the batch's newest tokens) 1.5 to 4x faster this way
+    skinny products of decoding (a few rows, the batch's newest tokens) 1.4 to 4x faster this way
     round (measured on SmolLM2's shapes, 2 to 8 rows; the LM head most), since x Wᵀ with few rows
     repacks the whole weight matrix on every call. Prefill and training inputs, with many rows, and
     single rows (a matrix-vector product either way) keep `F.linear`. Layers that already have
