@@ -18,7 +18,7 @@ import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 
 from sdar_agent.config import RolloutConfig
-from sdar_agent.logprobs import MIN_SHARED_PREFIX, prefix_cache, shared_prefix_length
+from sdar_agent.logprobs import prefix_cache, usable_prefix_length
 from sdar_agent.models import autocast
 
 
@@ -133,13 +133,12 @@ class HFGenerator:
         kwargs: dict[str, Any] = {"max_new_tokens": sampling.max_new_tokens, "use_cache": True, "pad_token_id": pad}
         # The leading tokens all rows share (system prompt, instructions, a group's whole first
         # prompt) go through the model once: rows are laid out [prefix | left padding | own tokens].
-        n_prefix = shared_prefix_length(prompts, keep=1) if self.share_prefix and len(prompts) > 1 else 0
-        cache = prefix_cache(self.model, torch.tensor(prompts[0][:n_prefix]), len(prompts)) \
-            if n_prefix >= MIN_SHARED_PREFIX else None
-        if cache is not None:
-            kwargs["past_key_values"] = cache
-        else:
+        n_prefix = usable_prefix_length(prompts) if self.share_prefix else 0
+        cache = prefix_cache(self.model, torch.tensor(prompts[0][:n_prefix]), len(prompts)) if n_prefix else None
+        if cache is None:
             n_prefix = 0
+        else:
+            kwargs["past_key_values"] = cache
         width = n_prefix + max(len(p) - n_prefix for p in prompts)
         input_ids = torch.full((len(prompts), width), pad, dtype=torch.long)
         attention = torch.zeros((len(prompts), width), dtype=torch.long)

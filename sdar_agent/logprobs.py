@@ -25,6 +25,15 @@ def shared_prefix_length(seqs: Sequence[Sequence[int]], keep: int = 1) -> int:
     return max(n, 0)
 
 
+def usable_prefix_length(prompts: Sequence[Sequence[int]]) -> int:
+    """The shared leading tokens worth running once for `prompts`: all but each prompt's last, or 0.
+
+    0 for a single prompt or fewer than `MIN_SHARED_PREFIX` shared tokens.
+    """
+    n = shared_prefix_length(prompts, keep=1) if len(prompts) > 1 else 0
+    return n if n >= MIN_SHARED_PREFIX else 0
+
+
 def pack(prompts: Sequence[list[int]], responses: Sequence[list[int]], pad_id: int,
          share_prefix: bool = False) -> dict[str, torch.Tensor]:
     """Left-padded prompt+response sequences, right-aligned so every response ends at the last column.
@@ -37,9 +46,7 @@ def pack(prompts: Sequence[list[int]], responses: Sequence[list[int]], pad_id: i
     rest, attention_mask is (B, P + L) with the prefix first, and position_ids count on from P.
     `response_logprobs` runs the prefix once, not once per row (passes without gradient only).
     """
-    n_prefix = shared_prefix_length(prompts, keep=1) if share_prefix and len(prompts) > 1 else 0
-    if n_prefix < MIN_SHARED_PREFIX:
-        n_prefix = 0
+    n_prefix = usable_prefix_length(prompts) if share_prefix else 0
     seqs = [p[n_prefix:] + r for p, r in zip(prompts, responses, strict=True)]
     width = max(len(s) for s in seqs)
     t_max = max(len(r) for r in responses)
