@@ -9,6 +9,7 @@ import pytest
 pytest.importorskip("transformers", reason="the trainer needs transformers (pip install 'sdar[train]')")
 import torch  # noqa: E402
 
+from sdar_agent import logprobs  # noqa: E402
 from sdar_agent.config import RolloutConfig  # noqa: E402
 from sdar_agent.generation import HFGenerator, Sampling  # noqa: E402
 from sdar_agent.prompts import template_for  # noqa: E402
@@ -38,9 +39,14 @@ def test_a_response_ends_with_the_token_that_completes_a_stop_text(tiny):
 
 
 @pytest.mark.parametrize("greedy", [True, False])
-def test_the_fast_path_changes_no_token(tiny, greedy):
+def test_the_fast_path_changes_no_token(tiny, greedy, monkeypatch):
     """A shared prompt prefix run once and weight-first linear layers give the plain path's tokens."""
+    from sdar_agent import generation
+
     model, tokenizer = tiny
+    prefixes = []  # the fast path must really run the prefix once
+    monkeypatch.setattr(generation, "prefix_cache",
+                        lambda m, ids, rows: prefixes.append(len(ids)) or logprobs.prefix_cache(m, ids, rows))
     torch.manual_seed(5)
     prefix = torch.randint(100, 4000, (40,)).tolist()
     prompts = [prefix + torch.randint(100, 4000, (n,)).tolist() for n in (3, 9, 1, 5)] + [prefix + [7]]
@@ -49,6 +55,7 @@ def test_the_fast_path_changes_no_token(tiny, greedy):
         torch.manual_seed(11)  # sampling: the same random stream for both
         generator = HFGenerator(model, tokenizer, 0, share_prefix=fast, weight_first=fast)
         outputs.append(generator(prompts, Sampling(16, greedy=greedy)))
+    assert prefixes == [40]
     assert outputs[0] == outputs[1]
     assert len(set(map(tuple, outputs[0]))) > 1  # the rows did not all write the same thing
     assert all("forward" not in m.__dict__ for m in model.modules())  # the layers are restored
@@ -62,6 +69,7 @@ def test_weight_first_linears_compute_the_same_products():
     for shape in [(1, 24), (2, 3, 24), (4, 1, 24), (70, 24)]:  # one row, skinny, many rows
         x = torch.randn(*shape)
         with weight_first_linears(layers):
+            assert all("forward" in layer.__dict__ for layer in layers)  # the patched product is in use
             fast = layers(x)
         assert fast.shape == layers(x).shape and torch.allclose(fast, layers(x), atol=1e-6)
 

@@ -55,7 +55,7 @@ def test_a_shared_prompt_prefix_runs_once_and_gives_the_same_logprobs(tiny):
         assert torch.allclose(response_logprobs(model, shared).logp[mask], whole[mask], atol=1e-5)
     with pytest.raises(ValueError, match="without gradient"):
         response_logprobs(model, shared)  # with gradient the prefix's keys and values would carry none
-    # too short a shared prefix, or a prompt that is all prefix: rows are run whole
+    # too short a shared prefix: rows are run whole; a prompt that is all prefix keeps its last token
     assert "prefix_ids" not in pack([prefix[:10] + [1], prefix[:10] + [2]], [[3], [4]], 0, share_prefix=True)
     assert len(pack([prefix, prefix + [5]], [[3], [4]], 0, share_prefix=True)["prefix_ids"]) == 39
 
