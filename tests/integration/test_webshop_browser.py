@@ -9,8 +9,8 @@ import pytest
 pytest.importorskip("pyserini", reason="WebShop's extras are not installed (pip install 'sdar[webshop]')")
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install 'sdar[dev]')")
 
+from selenium.common.exceptions import WebDriverException  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.support import expected_conditions  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 from sdar_envs.serving import BackgroundServer  # noqa: E402
@@ -43,12 +43,21 @@ def browser():
 
 
 def submit(browser, element):
-    """Click a submit button and wait until the next page has replaced this one."""
-    page = browser.find_element(By.TAG_NAME, "html")
+    """Click a submit button and wait until the next page has loaded in place of this one.
+
+    The old page is marked with a JavaScript global, which a navigation discards; checking the mark
+    (rather than an element's staleness) cannot hit a node Chrome is detaching, and any WebDriver
+    error raised while the page changes only means "not yet".
+    """
+    browser.execute_script("window.__sdar_old_page = true;")
     element.click()
-    WebDriverWait(browser, 20).until(expected_conditions.staleness_of(page))
-    # the next page must be fully there before its nodes are read (a half-loaded DOM gives stale nodes)
-    WebDriverWait(browser, 20).until(lambda b: b.execute_script("return document.readyState") == "complete")
+
+    def next_page_ready(driver) -> bool:
+        return driver.execute_script(
+            "return window.__sdar_old_page === undefined && document.readyState === 'complete';"
+        )
+
+    WebDriverWait(browser, 20, ignored_exceptions=(WebDriverException,)).until(next_page_ready)
 
 
 def click_button(browser, label):
