@@ -252,6 +252,10 @@ class SFTConfig:
     """Turn samples per AdamW step (micro-batches of `algo.micro_batch_size`)."""
     lr: float = option(5e-5, between(0, 1, closed="()"))
     """AdamW learning rate of the warm start."""
+    max_turns: int = option(0, at_least(0))
+    """Turn limit of a demonstration episode; 0: `env.max_turns`. With `noise`, the expert needs
+    more turns than its own plan (each wrong turn costs one, and often one more to undo it), so
+    a limit above the RL stage's keeps those episodes."""
     noise: float = option(0.0, between(0, 1, closed="[)"))
     """Share of demonstration turns where a wrong action is played instead of the expert's (not
     learned from): a random admissible action or the previous action again. The expert's next

@@ -56,7 +56,7 @@ def collect_demonstrations(cfg: TrainConfig, tokenizer: Any, template: PromptTem
     Episodes are drawn with `cfg.seed` from `cfg.env.split` (never a validation split), so the same
     config gives the same demonstrations. Only won episodes are kept.
     """
-    env = make_env(cfg.env.id, {**cfg.env.kwargs, "split": cfg.env.split}, cfg.env.max_turns)
+    env = make_env(cfg.env.id, {**cfg.env.kwargs, "split": cfg.env.split}, demo_turns(cfg))
     try:
         task_ids = list(env.unwrapped.task_ids)
         rng = np.random.default_rng(cfg.seed)
@@ -78,6 +78,11 @@ def collect_demonstrations(cfg: TrainConfig, tokenizer: Any, template: PromptTem
     return samples, summary
 
 
+def demo_turns(cfg: TrainConfig) -> int:
+    """The turn limit of a demonstration episode: `sft.max_turns`, else `env.max_turns`."""
+    return cfg.sft.max_turns or cfg.env.max_turns
+
+
 def _demonstrate(env: Any, task_id: str, traj: int, cfg: TrainConfig, tokenizer: Any, template: PromptTemplate,
                  eos_ids: set[int], skills: SkillSelector | None, rng: np.random.Generator) -> list[Sample]:
     """One expert episode as samples (empty when the expert did not win it).
@@ -91,7 +96,7 @@ def _demonstrate(env: Any, task_id: str, traj: int, cfg: TrainConfig, tokenizer:
     shown = skills.retrieve(task_type, task).text if skills is not None else ""
     history: list[tuple[str, str]] = []
     samples: list[Sample] = []
-    for step in range(cfg.env.max_turns):
+    for step in range(demo_turns(cfg)):
         expert = env.unwrapped.expert_step()
         if expert is None:
             raise ConfigError(f"{cfg.env.id} has no expert (expert_step() returned None): set sft.episodes=0.")

@@ -60,6 +60,20 @@ def test_noisy_demonstrations_show_recoveries_from_off_path_states(tmp_path, alf
     assert any(b - a > 1 for a, b in zip(steps, steps[1:], strict=False) if b > a)  # a wrong turn left no sample
 
 
+def test_demonstrations_have_their_own_turn_limit(tmp_path, alfworld_games):
+    tokenizer = load_tokenizer(load_config("demo", ["model.name=tiny"]).model)
+    template = template_for("sdar/ALFWorld-v0")
+    noisy = ("sft.episodes=6", "sft.noise=0.3")
+    short, short_summary = collect_demonstrations(config(tmp_path, alfworld_games, *noisy, "env.max_turns=10"),
+                                                  tokenizer, template, {tokenizer.eos_token_id})
+    own, own_summary = collect_demonstrations(
+        config(tmp_path, alfworld_games, *noisy, "env.max_turns=10", "sft.max_turns=40"),
+        tokenizer, template, {tokenizer.eos_token_id})
+    assert max(s.step for s in short) < 10
+    assert own_summary["sft/expert_success_rate"] == 1.0 > short_summary["sft/expert_success_rate"]
+    assert max(s.step for s in own) >= 10  # turns past the RL stage's limit, kept
+
+
 def test_sft_then_rl_hands_over_the_model(tmp_path, alfworld_games, capsys, caplog):
     import logging
 
