@@ -66,8 +66,9 @@ def test_weight_first_linears_compute_the_same_products():
 
     torch.manual_seed(0)
     layers = torch.nn.Sequential(torch.nn.Linear(24, 40), torch.nn.Linear(40, 8, bias=False))
-    for shape in [(1, 24), (2, 3, 24), (4, 1, 24), (70, 24)]:  # one row, skinny, many rows
-        x = torch.randn(*shape)
+    inputs = [torch.randn(*shape) for shape in [(1, 24), (2, 3, 24), (4, 1, 24), (70, 24)]]  # one row, skinny, many
+    inputs.append(torch.randn(24, 4).T)  # column-major rows (a weight-first product's output is laid out so)
+    for x in inputs:
         with weight_first_linears(layers):
             assert all("forward" in layer.__dict__ for layer in layers)  # the patched product is in use
             fast = layers(x)
