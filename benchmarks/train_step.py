@@ -13,7 +13,9 @@ Prints, all measured in this one run:
    `trl` is not installed (`pip install trl`);
 4. the SDAR step time over the GRPO step time on the same batch (the trainer's own `update`,
    SDAR including its teacher pass on prompts that carry the retrieved skills; the samples come in
-   groups of 4 of one task at different turns, the skills within the demo preset's budget).
+   groups of 4 of one task at different turns, the skills within the demo preset's budget); then
+   the same for one task's 4 x `--envs` / 2 samples (the demo's RL step: one task, 4 rollouts over
+   several turns, so the task's shared prefix serves several micro-batches).
 """
 
 from __future__ import annotations
@@ -41,13 +43,13 @@ def matmul_peak_gflops(n: int = 2048, repeats: int = 5) -> float:
     return 2 * n**3 * repeats / (time.perf_counter() - start) / 1e9
 
 
-def alfworld_like_prompts(tokenizer, n: int, skills: str = "") -> list[list[int]]:
-    """`n` turn prompts in groups of 4 of one task (as a GRPO group), each group member at another turn."""
+def alfworld_like_prompts(tokenizer, n: int, skills: str = "", per_task: int = 4) -> list[list[int]]:
+    """`n` turn prompts in groups of `per_task` of one task (as a GRPO group), at turns 0-3 in turn."""
     template = template_for("sdar/ALFWorld-v0")
     actions = ["go to cabinet 1", "go to countertop 1", "go to fridge 1", "go to microwave 1", "inventory", "look"]
     return [
         chat_ids(tokenizer, template.render(
-            f"put a hot apple in cabinet {i // 4 + 1}.",
+            f"put a hot apple in cabinet {i // per_task + 1}.",
             "You are in the middle of a room. Looking quickly around you, you see a cabinet 1, a countertop 1, "
             "a fridge 1, and a microwave 1.", actions,
             [(f"You arrive at countertop {i % 4}. On it you see nothing.", actions[i % 4])] if i % 4 else [], i % 4,
@@ -126,8 +128,12 @@ def bench_trl(model_cfg: ModelConfig, tokenizer, n_prompts: int, group: int, new
     return ours_s, trl_s
 
 
-def sdar_over_grpo(model_name: str, prompts, responses, tokenizer, micro: int) -> tuple[float, float, float]:
-    """Seconds of Trainer.update for grpo and sdar on the same samples, and the teacher pass's share."""
+def sdar_over_grpo(model_name: str, prompts, responses, tokenizer, micro: int,
+                   per_task: int = 4) -> tuple[float, float, float]:
+    """Seconds of Trainer.update for grpo and sdar on the same samples, and the teacher pass's share.
+
+    The samples come in tasks of `per_task` (a GRPO group's turns), with one skills text per task.
+    """
     from sdar_agent.config import load_config
     from sdar_agent.rollout import Sample
     from sdar_agent.trainer import Trainer
@@ -137,8 +143,8 @@ def sdar_over_grpo(model_name: str, prompts, responses, tokenizer, micro: int) -
     skills = SkillBank.load("alfworld").retrieve(
         "pick_heat_then_place_in_recep", budget=budget,
         measure=lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"])).text
-    teacher_prompts = alfworld_like_prompts(tokenizer, len(prompts), skills=skills)
-    samples = [Sample(p, r, group=i // 4, traj=i, step=0, task_id=str(i // 4),
+    teacher_prompts = alfworld_like_prompts(tokenizer, len(prompts), skills=skills, per_task=per_task)
+    samples = [Sample(p, r, group=i // per_task, traj=i, step=0, task_id=str(i // per_task),
                       task_type="pick_heat_then_place_in_recep", valid=True, teacher_prompt_ids=t)
                for i, (p, r, t) in enumerate(zip(prompts, responses, teacher_prompts, strict=True))]
     scores = torch.tensor([float(i % 3) for i in range(len(samples))], dtype=torch.float64)
@@ -195,7 +201,15 @@ def main() -> None:
 
     grpo_s, sdar_s, teacher_s = sdar_over_grpo(args.model, prompts, responses, tokenizer, args.micro)
     print(f"SDAR step / GRPO step on the same batch: {sdar_s:6.1f}s / {grpo_s:6.1f}s = {sdar_s / grpo_s:5.2f} "
-          f"(teacher pass {teacher_s:.1f}s)")
+          f"(teacher pass {teacher_s:.1f}s; tasks of 4 samples)")
+    # the demo's RL step: one task, 4 rollouts over several turns, so several micro-batches per task
+    one_task = alfworld_like_prompts(tokenizer, 4 * args.envs // 2, per_task=4 * args.envs // 2)
+    one_task_responses = HFGenerator(model, tokenizer, len(one_task))(
+        one_task, Sampling(args.new_tokens, greedy=True))
+    grpo_s, sdar_s, teacher_s = sdar_over_grpo(args.model, one_task, one_task_responses, tokenizer, args.micro,
+                                               per_task=len(one_task))
+    print(f"SDAR step / GRPO step, one task's {len(one_task)} samples: {sdar_s:6.1f}s / {grpo_s:6.1f}s = "
+          f"{sdar_s / grpo_s:5.2f} (teacher pass {teacher_s:.1f}s)")
     if args.skip_trl:
         return
     result = bench_trl(cfg, tokenizer, n_prompts=max(1, args.envs // 4), group=4, new_tokens=args.new_tokens,

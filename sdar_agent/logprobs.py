@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -35,7 +36,7 @@ def usable_prefix_length(prompts: Sequence[Sequence[int]]) -> int:
 
 
 def pack(prompts: Sequence[list[int]], responses: Sequence[list[int]], pad_id: int,
-         share_prefix: bool = False) -> dict[str, torch.Tensor]:
+         share_prefix: bool = False, prefix_length: int | None = None) -> dict[str, torch.Tensor]:
     """Left-padded prompt+response sequences, right-aligned so every response ends at the last column.
 
     Returns input_ids (B, L), attention_mask (B, L), position_ids (B, L), and response_mask
@@ -45,8 +46,17 @@ def pack(prompts: Sequence[list[int]], responses: Sequence[list[int]], pad_id: i
     most all but each prompt's last) are taken out as `prefix_ids` (P,): input_ids then holds the
     rest, attention_mask is (B, P + L) with the prefix first, and position_ids count on from P.
     `response_logprobs` runs the prefix once, not once per row (passes without gradient only).
+    `prefix_length` fixes the prefix's length instead (e.g. the prefix a larger set of prompts
+    shares, whose cache is computed once for all their micro-batches); every prompt must share it
+    and keep at least one token after it.
     """
-    n_prefix = usable_prefix_length(prompts) if share_prefix else 0
+    if share_prefix and prefix_length is not None:
+        if prefix_length > shared_prefix_length(prompts, keep=1):
+            raise ValueError(f"prefix_length={prefix_length}: the prompts share only "
+                             f"{shared_prefix_length(prompts, keep=1)} leading tokens (leaving one of each)")
+        n_prefix = prefix_length
+    else:
+        n_prefix = usable_prefix_length(prompts) if share_prefix else 0
     seqs = [p[n_prefix:] + r for p, r in zip(prompts, responses, strict=True)]
     width = max(len(s) for s in seqs)
     t_max = max(len(r) for r in responses)
@@ -80,6 +90,21 @@ def prefix_cache(model: Any, prefix_ids: torch.Tensor, rows: int) -> Any:
     return cache
 
 
+def repeat_cache(cache: Any, rows: int) -> Any:
+    """A copy of a one-row KV cache (`prefix_cache(..., rows=1)`) repeated for `rows` rows; `cache` is left as it is."""
+    copied = copy.deepcopy(cache)
+    copied.batch_repeat_interleave(rows)
+    return copied
+
+
+def extend_cache(model: Any, cache: Any, ids: torch.Tensor) -> Any:
+    """A copy of a one-row KV cache with `ids` (N,) run on after it; `cache` is left as it is."""
+    extended = copy.deepcopy(cache)
+    device = next(model.parameters()).device
+    model(input_ids=ids[None].to(device), past_key_values=extended, use_cache=True)
+    return extended
+
+
 @dataclass
 class ResponseScores:
     """What one forward gives about the response tokens; (B, T) unless noted."""
@@ -90,13 +115,15 @@ class ResponseScores:
 
 
 def response_logprobs(model: Any, batch: dict[str, torch.Tensor], *, with_entropy: bool = False,
-                      entropy_grad: bool = False, with_hidden: bool = False) -> ResponseScores:
+                      entropy_grad: bool = False, with_hidden: bool = False,
+                      prefix_kv: Any = None) -> ResponseScores:
     """Log-probs of the response tokens from one forward, and optionally entropies and hidden states.
 
     Only the last T + 1 positions go through the LM head (`logits_to_keep`), so memory does not
     grow with the prompt length. `with_entropy` adds the per-token entropies (without gradient
     unless `entropy_grad`: the entropy bonus needs it); `with_hidden` the final hidden states, for
-    full-vocabulary losses computed in chunks.
+    full-vocabulary losses computed in chunks. `prefix_kv`: the one-row cache of the batch's
+    `prefix_ids` (`prefix_cache(model, ids, 1)`), reused instead of running the prefix again.
     """
     device = next(model.parameters()).device
     t_max = batch["response_mask"].shape[1]
@@ -106,7 +133,11 @@ def response_logprobs(model: Any, batch: dict[str, torch.Tensor], *, with_entrop
         if torch.is_grad_enabled():
             raise ValueError("a batch packed with share_prefix is for passes without gradient: the prefix's "
                              "keys and values would carry none")
-        cache = prefix_cache(model, batch["prefix_ids"], len(inputs["input_ids"]))
+        rows = len(inputs["input_ids"])
+        if prefix_kv is not None:
+            cache = repeat_cache(prefix_kv, rows)
+        else:
+            cache = prefix_cache(model, batch["prefix_ids"], rows)
         if cache is None:
             raise ValueError(f"{type(model).__name__}: its cache cannot be shared across rows; "
                              "pack without share_prefix")

@@ -44,7 +44,14 @@ from sdar_agent.config import ConfigError, TrainConfig
 from sdar_agent.evaluate import evaluate_policy
 from sdar_agent.generation import Sampling, make_generator
 from sdar_agent.hardware import peak_flops
-from sdar_agent.logprobs import output_head, pack, response_logprobs
+from sdar_agent.logprobs import (
+    extend_cache,
+    output_head,
+    pack,
+    prefix_cache,
+    response_logprobs,
+    usable_prefix_length,
+)
 from sdar_agent.models import autocast, compute_dtype, frozen_copy, load_policy, load_tokenizer, pick_device
 from sdar_agent.objective import ALGORITHMS, MicroBatch, objective_terms, total_loss
 from sdar_agent.preflight import env_class
@@ -421,22 +428,37 @@ class Trainer:
         logps: list[torch.Tensor] = [torch.zeros(0)] * len(samples)
         hiddens: list[torch.Tensor] = [torch.zeros(0)] * len(samples) if want_hidden else []
         micro = self.cfg.algo.micro_batch_size
-        # micro-batches of one task's samples (one skills text, one task: a long shared prefix, run
-        # once per micro-batch), length-sorted within it: little padding
-        order = sorted(range(len(samples)), key=lambda i: (samples[i].group,
-                                                           len(prompts[i]) + len(samples[i].response_ids)))
-        for k in range(0, len(order), micro):
-            chunk = order[k : k + micro]
-            batch = pack([prompts[i] for i in chunk], [samples[i].response_ids for i in chunk],
-                         self.tokenizer.pad_token_id, share_prefix=True)
-            with autocast(self.acc.device, self.compute_dtype):
-                out = response_logprobs(self.model, batch, with_hidden=want_hidden)
-            logp, hidden = out.logp, out.hidden
-            for row, i in enumerate(chunk):
-                n = len(samples[i].response_ids)
-                logps[i] = logp[row, logp.shape[1] - n :].cpu()
-                if hidden is not None:
-                    hiddens[i] = hidden[row, hidden.shape[1] - n :].cpu()
+        # Micro-batches of one task's samples (one skills text, one task), length-sorted within it:
+        # little padding, and the leading tokens all the task's samples share run once for all
+        # its micro-batches (their KV cache repeated across each micro-batch's rows).
+        groups: dict[int, list[int]] = {}
+        for i in sorted(range(len(samples)), key=lambda i: (samples[i].group,
+                                                            len(prompts[i]) + len(samples[i].response_ids))):
+            groups.setdefault(samples[i].group, []).append(i)
+        for members in groups.values():
+            n_prefix = usable_prefix_length([prompts[i] for i in members])
+            prefix_kv = None
+            if n_prefix and len(members) > micro:
+                with autocast(self.acc.device, self.compute_dtype):
+                    prefix_kv = prefix_cache(self.model, torch.tensor(prompts[members[0]][:n_prefix]), 1)
+            for k in range(0, len(members), micro):
+                chunk = members[k : k + micro]
+                kv, n = prefix_kv, n_prefix
+                with autocast(self.acc.device, self.compute_dtype):
+                    # a micro-batch's rows may share more (the same turn of a group's rollouts): run the rest once too
+                    n_chunk = usable_prefix_length([prompts[i] for i in chunk])
+                    if kv is not None and n_chunk > n:
+                        kv, n = extend_cache(self.model, kv, torch.tensor(prompts[chunk[0]][n:n_chunk])), n_chunk
+                    batch = pack([prompts[i] for i in chunk], [samples[i].response_ids for i in chunk],
+                                 self.tokenizer.pad_token_id, share_prefix=True,
+                                 prefix_length=n if kv is not None else None)
+                    out = response_logprobs(self.model, batch, with_hidden=want_hidden, prefix_kv=kv)
+                logp, hidden = out.logp, out.hidden
+                for row, i in enumerate(chunk):
+                    n = len(samples[i].response_ids)
+                    logps[i] = logp[row, logp.shape[1] - n :].cpu()
+                    if hidden is not None:
+                        hiddens[i] = hidden[row, hidden.shape[1] - n :].cpu()
         return logps, hiddens
 
     # ------------------------------------------------------------------ metrics

@@ -137,3 +137,31 @@ def test_prefix_teacher_context_is_the_references(alfworld_games, monkeypatch):
     assert tokenizer.decode(sample.teacher_prompt_ids) == expected
     assert sample.teacher_prompt_ids == tokenizer(expected, add_special_tokens=False)["input_ids"]
     assert math.isfinite(len(sample.response_ids))
+
+
+def test_teacher_scores_of_a_task_sharing_its_prefix_equal_each_sample_run_whole(tmp_path, alfworld_games,
+                                                                                  monkeypatch):
+    import sdar_agent.trainer as trainer_module
+    from sdar_agent.logprobs import pack, response_logprobs
+
+    extended = []
+    extend = trainer_module.extend_cache
+    monkeypatch.setattr(trainer_module, "extend_cache", lambda *a: extended.append(len(a[2])) or extend(*a))
+    trainer = tiny_trainer(tmp_path, alfworld_games, "algo.micro_batch_size=2")
+    try:
+        torch.manual_seed(5)
+        skills = torch.randint(10, 500, (40,)).tolist()  # a task's skills text and instructions
+        turns = [torch.randint(10, 500, (20,)).tolist() for _ in range(3)]  # what a turn's rollouts share
+        samples = [Sample(torch.randint(10, 500, (12,)).tolist(), torch.randint(10, 500, (4,)).tolist(),
+                          group=i // 5, traj=i, step=i % 5 // 2, task_id=str(i // 5), task_type="t", valid=True,
+                          teacher_prompt_ids=skills[: 40 - 10 * (i // 5)] + turns[i % 5 // 2]
+                          + torch.randint(10, 500, (3,)).tolist())
+                   for i in range(10)]  # two tasks of 5 samples, each three micro-batches: turns 0, 1 and 2
+        logps, _ = trainer._score_responses(samples, teacher=True)
+        with torch.no_grad():
+            for s, logp in zip(samples, logps, strict=True):
+                whole = response_logprobs(trainer.model, pack([s.teacher_prompt_ids], [s.response_ids], 0)).logp[0]
+                assert torch.allclose(logp, whole.cpu(), atol=1e-5)
+    finally:
+        trainer.close()
+    assert extended == [20, 20] * 2  # each task's two-row micro-batches ran their turn's shared tokens once

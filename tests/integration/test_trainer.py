@@ -60,6 +60,34 @@ def test_a_shared_prompt_prefix_runs_once_and_gives_the_same_logprobs(tiny):
     assert len(pack([prefix, prefix + [5]], [[3], [4]], 0, share_prefix=True)["prefix_ids"]) == 39
 
 
+def test_a_tasks_shared_prefix_runs_once_for_all_its_micro_batches(tiny, monkeypatch):
+    import sdar_agent.logprobs as logprobs_module
+
+    model, tokenizer = tiny
+    torch.manual_seed(4)
+    prefix = torch.randint(100, 4000, (30,)).tolist()
+    prompts = [prefix + torch.randint(100, 4000, (n,)).tolist() for n in (3, 9, 1, 5, 2)]
+    responses = [[11, 12], [13, 14, 15], [16], [17, 18], [19]]
+    with torch.no_grad():
+        kv = logprobs_module.prefix_cache(model, torch.tensor(prefix), 1)
+        runs = []
+        monkeypatch.setattr(logprobs_module, "prefix_cache", lambda *a: runs.append(a) or kv)
+        whole = [response_logprobs(model, pack([p], [r], tokenizer.pad_token_id)).logp[0]
+                 for p, r in zip(prompts, responses, strict=True)]
+        for chunk in ([0, 1], [2, 3], [4]):  # micro-batches of 2, the last of one row
+            batch = pack([prompts[i] for i in chunk], [responses[i] for i in chunk], tokenizer.pad_token_id,
+                         share_prefix=True, prefix_length=len(prefix))
+            assert batch["prefix_ids"].tolist() == prefix
+            logp = response_logprobs(model, batch, prefix_kv=kv).logp
+            for row, i in enumerate(chunk):
+                n = len(responses[i])
+                assert torch.allclose(logp[row, -n:], whole[i][-n:], atol=1e-5)
+    assert not runs  # the given cache was repeated, never recomputed ...
+    assert kv.get_seq_length() == len(prefix) and kv.layers[0].keys.shape[0] == 1  # ... and left untouched
+    with pytest.raises(ValueError, match="share only"):
+        pack([prefix[:20] + [1], prefix + [2]], [[3], [4]], 0, share_prefix=True, prefix_length=len(prefix))
+
+
 @pytest.mark.parametrize("workers", [False, True])
 def test_rollout_on_alfworld_forms_groups(tiny, alfworld_games, workers):
     model, tokenizer = tiny
