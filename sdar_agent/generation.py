@@ -220,8 +220,8 @@ def _weight_first_forward(self: torch.nn.Linear, x: torch.Tensor) -> torch.Tenso
     rows = x.numel() // x.shape[-1] if x.shape[-1] else 0
     if not 1 < rows <= SKINNY_ROWS:
         return torch.nn.functional.linear(x, self.weight, self.bias)
-    # x row-major, so that xᵀ is a transposed view: MKL's fast path. A row-major xᵀ (as the output
-    # of a previous weight-first product has, through the MLP's elementwise ops) takes a path ~3x slower.
+    # x row-major, so that xᵀ is a transposed view: MKL's fast path. A column-major x (the layout a
+    # previous weight-first product's output keeps through the MLP's elementwise ops) is ~3x slower.
     flat = x.reshape(rows, x.shape[-1]).contiguous()  # (rows, K)
     out = (self.weight @ flat.T).T  # (N, K) @ (K, rows) -> (rows, N)
     if self.bias is not None:
