@@ -101,9 +101,21 @@ def report(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def configure_logging() -> None:
+    """The project's own messages on the console from INFO up, other libraries' from WARNING up.
+
+    Libraries the envs import announce themselves at INFO (faiss, loaded by pyserini, logs which
+    of its builds it fell back to); a run's console should carry only what it says itself.
+    """
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger().setLevel(logging.WARNING)
+    for name in ("sdar_agent", "sdar_envs"):
+        logging.getLogger(name).setLevel(logging.INFO)
+
+
 def run_cli(args: list[str], stages: Sequence[str], doc: str) -> int:
     """Parse, check, run `stages`, report; the exit status (2 for a bad command line or config)."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging()
     if any(a in ("-h", "--help") for a in args):
         print(usage(doc))
         return 0

@@ -196,3 +196,21 @@ def test_guess_number_example_has_a_bisection_expert():
             if terminated:
                 break
         assert info["won"] and info["step"] <= 7  # log2(100) rounds up to 7
+
+
+def test_the_console_carries_the_projects_info_messages_and_only_other_libraries_warnings():
+    import logging
+
+    from sdar_agent.train import configure_logging
+
+    root, ours = logging.getLogger(), [logging.getLogger(name) for name in ("sdar_agent", "sdar_envs")]
+    levels = [root.level] + [logger.level for logger in ours]
+    try:
+        configure_logging()
+        assert logging.getLogger("sdar_agent.trainer").isEnabledFor(logging.INFO)
+        assert logging.getLogger("sdar_envs.alfworld.env").isEnabledFor(logging.INFO)
+        assert not logging.getLogger("faiss.loader").isEnabledFor(logging.INFO)  # pyserini's import announces it
+        assert logging.getLogger("faiss.loader").isEnabledFor(logging.WARNING)
+    finally:
+        for logger, level in zip([root, *ours], levels, strict=True):
+            logger.setLevel(level)
