@@ -218,9 +218,10 @@ class ReservedLayer(DynamicLayer):
 
     transformers' dynamic cache concatenates every decoding step's keys and values onto the old
     ones, copying each layer's whole cache per step; here the first update allocates room for
-    `capacity` tokens (twice what is needed if that is more), later ones write into it, and `keys` / `values` are views
-    of its filled part. The same tensors as `DynamicLayer` holds; an operation that replaces them
-    (repeating or selecting rows) is noticed at the next update, which then makes new room.
+    `capacity` tokens (twice what is needed if that is more), later ones write into it, and
+    `keys` / `values` are views of its filled part. The same tensors as `DynamicLayer` holds; an
+    operation that replaces them (repeating or selecting rows) is noticed at the next update,
+    which then makes new room.
     """
 
     def __init__(self, capacity: int) -> None:
@@ -315,7 +316,7 @@ def grouped_decode_attention(model: Any, enabled: bool = True) -> Iterator[None]
             AttentionMaskInterface.register(GROUPED_DECODE, ALL_MASK_ATTENTION_FUNCTIONS["sdpa"])
         for module in model.modules():
             config = getattr(module, "config", None) if isinstance(module, PreTrainedModel) else None
-            if config is not None and config._attn_implementation == "sdpa" and config not in configs:
+            if config is not None and config._attn_implementation == "sdpa" and all(config is not c for c in configs):
                 configs.append(config)
                 config._attn_implementation = GROUPED_DECODE
     try:
