@@ -8,13 +8,16 @@ The first-turn prompts of `--games` held-out ALFWorld games (the embedded easy s
 validation: `--games 8`), one batch, sampled at the rollout temperature with the same seed four
 times: plain (to `--new-tokens` or EOS, every row run whole: the path before these changes); also
 stopping each row at `</action>` (`rollout.stop_at_answer_end`); also running the leading tokens
-all rows share once (`rollout.share_prompt_prefix`); and also computing the decoding steps' small
-products weight-first (`weight_first_linears`, on by default on a CPU). Sampling draws the same
-random numbers for every row at every step in all runs, so each stopped response is a prefix of
-its plain one and parses to the same action, and the last two change no token; the script checks
-that and prints, measured in this one run, each run's wall time, generated tokens, tokens/s and
-speed-up over the plain run. Use an SFT folder as `--model` to see a trained policy's figures (it closes
-its answer and writes EOS itself; the untouched model rambles).
+all rows share once (`rollout.share_prompt_prefix`); also computing the decoding steps' small
+products weight-first (`weight_first_linears`); also their attention per key/value head
+(`grouped_decode_attention`); and also writing each step's keys and values into room reserved for
+the whole sequence (`reserve_cache`; all three on by default on a CPU). Sampling draws the same
+random numbers for every row at every step in all runs, so each stopped response is a prefix of its
+plain one and parses to the same action, and the savings change no token; the script checks that
+and prints, measured in this one run, each run's wall time, generated tokens, tokens/s, wall time
+per decoding step (a call runs as many steps as its longest row) and speed-up over the plain run.
+Use an SFT folder as `--model` to see a
+trained policy's figures (it closes its answer and writes EOS itself; the untouched model rambles).
 """
 
 from __future__ import annotations
@@ -70,9 +73,13 @@ def main() -> None:
     template = template_for("sdar/ALFWorld-v0")
     prompts = [p for p in first_turn_prompts(tokenizer, args.games) for _ in range(args.group)]
     rollout = RolloutConfig(max_response_tokens=args.new_tokens)
-    plain = HFGenerator(model, tokenizer, batch_size=len(prompts), share_prefix=False, weight_first=False)
-    shared = HFGenerator(model, tokenizer, batch_size=len(prompts), share_prefix=True, weight_first=False)
-    fast = HFGenerator(model, tokenizer, batch_size=len(prompts))  # the defaults: all of it
+    rows = len(prompts)
+    plain = HFGenerator(model, tokenizer, rows, share_prefix=False, weight_first=False, grouped_attention=False,
+                        reserve=False)
+    shared = HFGenerator(model, tokenizer, rows, weight_first=False, grouped_attention=False, reserve=False)
+    linears = HFGenerator(model, tokenizer, rows, grouped_attention=False, reserve=False)
+    grouped = HFGenerator(model, tokenizer, rows, reserve=False)
+    fast = HFGenerator(model, tokenizer, rows)  # the defaults: all of it
     timed(plain, prompts[:2], Sampling(4), args.seed)  # warm-up
     rollout.stop_at_answer_end = False
     free = Sampling.from_config(rollout, answer_ends=template.answer_ends)
@@ -81,7 +88,9 @@ def main() -> None:
     runs = {"plain": timed(plain, prompts, free, args.seed),
             "stop at </action>": timed(plain, prompts, stop, args.seed),
             "stop + shared prefix": timed(shared, prompts, stop, args.seed),
-            "+ weight-first linears": timed(fast, prompts, stop, args.seed)}
+            "+ weight-first linears": timed(linears, prompts, stop, args.seed),
+            "+ grouped attention": timed(grouped, prompts, stop, args.seed),
+            "+ reserved KV cache": timed(fast, prompts, stop, args.seed)}
 
     base, base_s = runs["plain"]
     stopped = runs["stop at </action>"][0]
@@ -96,13 +105,14 @@ def main() -> None:
           f"up to {args.new_tokens} new tokens, {torch.get_num_threads()} threads; {closed} plain responses close "
           f"</action>")
     for name, (out, secs) in runs.items():
-        tokens = sum(map(len, out))
+        tokens, steps = sum(map(len, out)), max(map(len, out))  # one call: as many decoding steps as its longest row
         print(f"  {name:22s} {secs:6.1f} s  {tokens:5d} tokens  {tokens / secs:6.1f} tokens/s  "
-              f"mean response {tokens / len(out):5.1f} tokens  speed-up (tokens/s) "
-              f"{tokens / secs / (sum(map(len, base)) / base_s):4.2f}x")
+              f"mean response {tokens / len(out):5.1f} tokens  {1000 * secs / steps:5.0f} ms/step  speed-up "
+              f"(tokens/s) {tokens / secs / (sum(map(len, base)) / base_s):4.2f}x")
+    unchanged = ", ".join(str(runs[name][0] == stopped) for name in list(runs)[2:])
     print(f"  stopped responses that are prefixes of the plain ones: {prefixes}/{len(prompts)}; same parsed action: "
-          f"{same}/{len(prompts)}; shared prefix, weight-first linears changed no token: "
-          f"{runs['stop + shared prefix'][0] == stopped}, {runs['+ weight-first linears'][0] == stopped}")
+          f"{same}/{len(prompts)}; shared prefix, weight-first linears, grouped attention, reserved cache changed no "
+          f"token: {unchanged}")
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
+from transformers.cache_utils import DynamicLayer
 
 from sdar_agent.config import RolloutConfig
 from sdar_agent.logprobs import prefix_cache, usable_prefix_length
@@ -73,20 +74,25 @@ class HFGenerator:
     top-p / top-k and nothing else: the checkpoint's own `generation_config` (a repetition penalty,
     a default top-k of 50, ...) is set aside for the call, or PPO's old log-probs would be wrong.
     Forward passes run under autocast in `compute_dtype` when it differs from float32. On a CPU
-    the decoding steps' small products go through `weight_first_linears`.
+    the decoding steps' small products go through `weight_first_linears`, their attention through
+    `grouped_decode_attention`, and their keys and values into room reserved for the whole
+    sequence (`reserve_cache`).
     """
 
     def __init__(self, model: Any, tokenizer: Any, batch_size: int = 0,
                  compute_dtype: torch.dtype = torch.float32, share_prefix: bool = True,
-                 weight_first: bool = True) -> None:
+                 weight_first: bool = True, grouped_attention: bool = True, reserve: bool = True) -> None:
         """`batch_size` caps the rows of one `generate` call; 0 sizes each call from free memory.
 
         `share_prefix`: the prompts' common leading tokens are run once per call and their keys and
         values shared by every row (`rollout.share_prompt_prefix`). `weight_first=False` keeps
-        PyTorch's own linear layers on a CPU (for comparisons).
+        PyTorch's own linear layers on a CPU, `grouped_attention=False` transformers' own decoding
+        attention, `reserve=False` a KV cache that grows by concatenation (`reserve_cache`; all three
+        for comparisons).
         """
         self.model, self.tokenizer, self.batch_size = model, tokenizer, batch_size
-        self.compute_dtype, self.share_prefix, self.weight_first = compute_dtype, share_prefix, weight_first
+        self.compute_dtype, self.share_prefix = compute_dtype, share_prefix
+        self.weight_first, self.grouped_attention, self.reserve = weight_first, grouped_attention, reserve
 
     def sync_weights(self) -> None:
         """Nothing to do: generation runs on the policy's own weights."""
@@ -104,8 +110,9 @@ class HFGenerator:
         self.model.eval()
         self.model.generation_config = self._neutral_config()
         try:
-            with autocast(device, self.compute_dtype), weight_first_linears(
-                    self.model, self.weight_first and device.type == "cpu"):
+            cpu = device.type == "cpu"
+            with autocast(device, self.compute_dtype), weight_first_linears(self.model, self.weight_first and cpu), \
+                    grouped_decode_attention(self.model, self.grouped_attention and cpu):
                 start = 0
                 while start < len(order):
                     rows = self.batch_size or rows_that_fit(
@@ -137,9 +144,14 @@ class HFGenerator:
         cache = prefix_cache(self.model, torch.tensor(prompts[0][:n_prefix]), len(prompts)) if n_prefix else None
         if cache is None:
             n_prefix = 0
-        else:
-            kwargs["past_key_values"] = cache
         width = n_prefix + max(len(p) - n_prefix for p in prompts)
+        if self.reserve:
+            from transformers import DynamicCache
+
+            cache = reserve_cache(cache if cache is not None else DynamicCache(config=self.model.config),
+                                  width + sampling.max_new_tokens)
+        if cache is not None:
+            kwargs["past_key_values"] = cache
         input_ids = torch.full((len(prompts), width), pad, dtype=torch.long)
         attention = torch.zeros((len(prompts), width), dtype=torch.long)
         input_ids[:, :n_prefix] = torch.tensor(prompts[0][:n_prefix])
@@ -188,6 +200,51 @@ class StopTexts(StoppingCriteria):
         return done
 
 
+def reserve_cache(cache: Any, tokens: int) -> Any:
+    """`cache` (a transformers `DynamicCache`) with its plain layers made `ReservedLayer`s with room for `tokens`."""
+    for i, layer in enumerate(cache.layers):
+        if type(layer) is DynamicLayer:
+            reserved = ReservedLayer(tokens)
+            reserved.__dict__.update(layer.__dict__)
+            cache.layers[i] = reserved
+    return cache
+
+
+class ReservedLayer(DynamicLayer):
+    """A `DynamicLayer` that writes new keys and values into room set aside for the whole sequence.
+
+    transformers' dynamic cache concatenates every decoding step's keys and values onto the old
+    ones, copying each layer's whole cache per step; here the first update allocates room for
+    `capacity` tokens (twice what is needed if that is more), later ones write into it, and
+    `keys` / `values` are views of its filled part. The same tensors as `DynamicLayer` holds; an
+    operation that replaces them (repeating or selecting rows) is noticed at the next update,
+    which then makes new room.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        super().__init__()
+        self.capacity = capacity
+        self._room: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any,
+               **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+        length, new = self.get_seq_length(), key_states.shape[-2]
+        room = self._room
+        if (room is None or length + new > room[0].shape[-2] or room[0].shape[:2] != key_states.shape[:2]
+                or (length and self.keys.data_ptr() != room[0].data_ptr())):  # none yet, too small, or replaced
+            size = self.capacity if length + new <= self.capacity else 2 * (length + new)  # past it: double
+            room = tuple(states.new_empty((*states.shape[:-2], size, states.shape[-1]))
+                         for states in (key_states, value_states))  # (B, H_kv, size, D) each
+            if length:
+                room[0][..., :length, :], room[1][..., :length, :] = self.keys, self.values
+            self._room = room
+        room[0][..., length : length + new, :], room[1][..., length : length + new, :] = key_states, value_states
+        self.keys, self.values = room[0][..., : length + new, :], room[1][..., : length + new, :]
+        return self.keys, self.values
+
+
 SKINNY_ROWS = 64
 """Most rows (tokens) a linear layer's input may have to go through `weight_first_linears`' product."""
 
@@ -227,6 +284,66 @@ def _weight_first_forward(self: torch.nn.Linear, x: torch.Tensor) -> torch.Tenso
     if self.bias is not None:
         out = out + self.bias
     return out.reshape(*x.shape[:-1], self.weight.shape[0])  # (..., N)
+
+
+GROUPED_DECODE = "sdar_grouped_decode"
+"""The attention implementation `grouped_decode_attention` switches a model to (registered on first use)."""
+
+
+@contextmanager
+def grouped_decode_attention(model: Any, enabled: bool = True) -> Iterator[None]:
+    """Within the block, models of `model` that use `sdpa` attention compute single-token queries per key/value head.
+
+    With grouped-query attention (several query heads per key/value head, e.g. SmolLM2's 9 on 3)
+    and no padding mask, transformers' `sdpa` path passes `enable_gqa`, which PyTorch's CPU kernel
+    serves by copying every cached key and value once per query head at every decoding step. Here
+    a decoding step's queries (B, H, 1, D) are regrouped as (B, H_kv, H / H_kv, D): each key/value
+    head's queries attend to its keys as a short block of query rows, without a mask between them
+    (none is needed: they are one position) and without copying the cache. The same attention;
+    prompts (several query tokens), models without grouped heads and dropout keep transformers' own
+    path, and every other attention implementation (eager, flash) is left as configured.
+    """
+    configs = []
+    if enabled:
+        from transformers import AttentionInterface, PreTrainedModel
+        from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
+
+        if GROUPED_DECODE not in AttentionInterface._global_mapping:
+            AttentionInterface.register(GROUPED_DECODE, _grouped_decode_forward)
+            AttentionMaskInterface.register(GROUPED_DECODE, ALL_MASK_ATTENTION_FUNCTIONS["sdpa"])
+        for module in model.modules():
+            config = getattr(module, "config", None) if isinstance(module, PreTrainedModel) else None
+            if config is not None and config._attn_implementation == "sdpa" and all(config is not c for c in configs):
+                configs.append(config)
+                config._attn_implementation = GROUPED_DECODE
+    try:
+        yield
+    finally:
+        for config in configs:
+            config._attn_implementation = "sdpa"
+
+
+# Arguments some models pass their attention that change the scores beyond the mask: such calls keep
+# transformers' own path (which handles or refuses them).
+_SCORE_ARGUMENTS = ("position_bias", "softcap", "s_aux", "sinks", "head_mask")
+
+
+def _grouped_decode_forward(module: Any, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                            attention_mask: torch.Tensor | None, dropout: float = 0.0, scaling: float | None = None,
+                            **kwargs: Any) -> tuple[torch.Tensor, None]:
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    groups = getattr(module, "num_key_value_groups", 1)
+    changes_scores = any(kwargs.get(name) is not None for name in _SCORE_ARGUMENTS)
+    if query.shape[2] != 1 or groups == 1 or dropout or changes_scores:
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
+                                      **kwargs)
+    batch, heads, _, dim = query.shape
+    grouped = query.reshape(batch, heads // groups, groups, dim)  # (B, H_kv, G, D): a head's queries as rows
+    # the mask, (B, 1, 1, L) or none, broadcasts over the key/value heads and their query rows
+    out = torch.nn.functional.scaled_dot_product_attention(grouped, key, value, attn_mask=attention_mask,
+                                                           scale=scaling)  # (B, H_kv, G, D)
+    return out.reshape(batch, heads, 1, dim).transpose(1, 2), None  # (B, 1, H, D), as transformers expects
 
 
 def free_memory(device: torch.device) -> int:

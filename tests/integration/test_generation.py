@@ -40,7 +40,8 @@ def test_a_response_ends_with_the_token_that_completes_a_stop_text(tiny):
 
 @pytest.mark.parametrize("greedy", [True, False])
 def test_the_fast_path_changes_no_token(tiny, greedy, monkeypatch):
-    """A shared prompt prefix run once and weight-first linear layers give the plain path's tokens."""
+    """A shared prompt prefix run once, weight-first linear layers, grouped decoding attention and a reserved KV
+    cache give the plain path's tokens."""
     from sdar_agent import generation
 
     model, tokenizer = tiny
@@ -53,7 +54,8 @@ def test_the_fast_path_changes_no_token(tiny, greedy, monkeypatch):
     outputs = []
     for fast in (False, True):
         torch.manual_seed(11)  # sampling: the same random stream for both
-        generator = HFGenerator(model, tokenizer, 0, share_prefix=fast, weight_first=fast)
+        generator = HFGenerator(model, tokenizer, 0, share_prefix=fast, weight_first=fast, grouped_attention=fast,
+                                reserve=fast)
         outputs.append(generator(prompts, Sampling(16, greedy=greedy)))
     assert prefixes == [40]
     assert outputs[0] == outputs[1]
@@ -73,6 +75,59 @@ def test_weight_first_linears_compute_the_same_products():
             assert all("forward" in layer.__dict__ for layer in layers)  # the patched product is in use
             fast = layers(x)
         assert fast.shape == layers(x).shape and torch.allclose(fast, layers(x), atol=1e-6)
+
+
+def test_grouped_decode_attention_gives_sdpas_tokens_and_is_undone(tiny, monkeypatch):
+    """Single-token queries regrouped per key/value head: the same greedy tokens and logits as `sdpa`."""
+    from transformers import AttentionInterface
+
+    from sdar_agent import generation
+
+    model, tokenizer = tiny
+    assert model.config.num_attention_heads > model.config.num_key_value_heads  # grouped-query attention
+    with generation.grouped_decode_attention(model):  # registers the implementation
+        pass
+    queries = []  # query lengths the grouped path saw
+    monkeypatch.setitem(AttentionInterface._global_mapping, generation.GROUPED_DECODE,
+                        lambda module, q, *a, **k: queries.append(q.shape[2]) or generation._grouped_decode_forward(
+                            module, q, *a, **k))
+    torch.manual_seed(3)
+    same = [torch.randint(100, 4000, (12,)).tolist()] * 3  # no padding: transformers drops the mask
+    padded = [torch.randint(100, 4000, (n,)).tolist() for n in (4, 11, 7)]
+    for prompts in (same, padded):
+        outputs = []
+        for grouped in (False, True):
+            with generation.grouped_decode_attention(model, grouped):
+                assert model.config._attn_implementation == (generation.GROUPED_DECODE if grouped else "sdpa")
+                logits = model(input_ids=torch.tensor([prompts[1]])).logits  # a prompt: transformers' own path
+                tokens = HFGenerator(model, tokenizer, 8, grouped_attention=False)(prompts, Sampling(10, greedy=True))
+            outputs.append((tokens, logits))
+        assert outputs[0][0] == outputs[1][0]
+        assert torch.allclose(outputs[0][1], outputs[1][1], atol=1e-5)
+    assert 1 in queries and max(queries) > 1  # decoding steps went through the grouped path, prompts too
+    assert model.config._attn_implementation == "sdpa"  # restored
+
+
+def test_a_reserved_cache_layer_holds_what_a_dynamic_one_does():
+    from transformers.cache_utils import DynamicLayer
+
+    from sdar_agent.generation import ReservedLayer
+
+    torch.manual_seed(0)
+    plain, reserved = DynamicLayer(), ReservedLayer(capacity=8)
+    rooms, rows = set(), 2
+    for step, new in enumerate([5, 1, 1, 2, 1]):  # a prompt, decoding steps, then past the capacity
+        k, v = torch.randn(rows, 3, new, 4), torch.randn(rows, 3, new, 4)
+        expected = plain.update(k, v)
+        got = reserved.update(k, v)
+        assert all(torch.equal(a, b) for a, b in zip(expected, got, strict=True)), step
+        rooms.add(reserved.keys.data_ptr())
+        if step == 1:
+            plain.batch_repeat_interleave(2)  # rows repeated: the layer's tensors are replaced
+            reserved.batch_repeat_interleave(2)
+            rows = 4
+    assert reserved.get_seq_length() == plain.get_seq_length() == 10
+    assert len(rooms) == 3  # room made at the first update, after the rows were repeated, and past the capacity
 
 
 def test_sampling_takes_the_templates_answer_ends_unless_switched_off():
