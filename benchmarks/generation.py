@@ -11,11 +11,14 @@ stopping each row at `</action>` (`rollout.stop_at_answer_end`); also running th
 all rows share once (`rollout.share_prompt_prefix`); also computing the decoding steps' small
 products weight-first (`weight_first_linears`); also their attention per key/value head
 (`grouped_decode_attention`); and also writing each step's keys and values into room reserved for
-the whole sequence (`reserve_cache`; all three on by default on a CPU). Sampling draws the same
-random numbers for every row at every step in all runs, so each stopped response is a prefix of its
-plain one and parses to the same action, and the savings change no token; the script checks that
-and prints, measured in this one run, each run's wall time, generated tokens, tokens/s, wall time
-per decoding step (a call runs as many steps as its longest row) and speed-up over the plain run.
+the whole sequence (`reserve_cache`); and last drawing each token's exponential race from uniform
+numbers (`race_sampling`; all on by default on a CPU). Up to that last run, sampling draws the same
+random numbers for every row at every step, so each stopped response is a prefix of its plain one
+and parses to the same action, and the savings change no token; the script checks that and prints,
+measured in this one run, each run's wall time, generated tokens, tokens/s, wall time per decoding
+step (a call runs as many steps as its longest row) and speed-up over the plain run. The last run
+samples from the same distribution with other random numbers, so its responses (and their lengths)
+differ: compare its wall time per decoding step.
 Use an SFT folder as `--model` to see a
 trained policy's figures (it closes its answer and writes EOS itself; the untouched model rambles).
 """
@@ -75,10 +78,12 @@ def main() -> None:
     rollout = RolloutConfig(max_response_tokens=args.new_tokens)
     rows = len(prompts)
     plain = HFGenerator(model, tokenizer, rows, share_prefix=False, weight_first=False, grouped_attention=False,
-                        reserve=False)
-    shared = HFGenerator(model, tokenizer, rows, weight_first=False, grouped_attention=False, reserve=False)
-    linears = HFGenerator(model, tokenizer, rows, grouped_attention=False, reserve=False)
-    grouped = HFGenerator(model, tokenizer, rows, reserve=False)
+                        reserve=False, race=False)
+    shared = HFGenerator(model, tokenizer, rows, weight_first=False, grouped_attention=False, reserve=False,
+                         race=False)
+    linears = HFGenerator(model, tokenizer, rows, grouped_attention=False, reserve=False, race=False)
+    grouped = HFGenerator(model, tokenizer, rows, reserve=False, race=False)
+    reserved = HFGenerator(model, tokenizer, rows, race=False)
     fast = HFGenerator(model, tokenizer, rows)  # the defaults: all of it
     timed(plain, prompts[:2], Sampling(4), args.seed)  # warm-up
     rollout.stop_at_answer_end = False
@@ -90,7 +95,8 @@ def main() -> None:
             "stop + shared prefix": timed(shared, prompts, stop, args.seed),
             "+ weight-first linears": timed(linears, prompts, stop, args.seed),
             "+ grouped attention": timed(grouped, prompts, stop, args.seed),
-            "+ reserved KV cache": timed(fast, prompts, stop, args.seed)}
+            "+ reserved KV cache": timed(reserved, prompts, stop, args.seed),
+            "+ race sampling": timed(fast, prompts, stop, args.seed)}
 
     base, base_s = runs["plain"]
     stopped = runs["stop at </action>"][0]
@@ -109,7 +115,7 @@ def main() -> None:
         print(f"  {name:22s} {secs:6.1f} s  {tokens:5d} tokens  {tokens / secs:6.1f} tokens/s  "
               f"mean response {tokens / len(out):5.1f} tokens  {1000 * secs / steps:5.0f} ms/step  speed-up "
               f"(tokens/s) {tokens / secs / (sum(map(len, base)) / base_s):4.2f}x")
-    unchanged = ", ".join(str(runs[name][0] == stopped) for name in list(runs)[2:])
+    unchanged = ", ".join(str(runs[name][0] == stopped) for name in list(runs)[2:-1])
     print(f"  stopped responses that are prefixes of the plain ones: {prefixes}/{len(prompts)}; same parsed action: "
           f"{same}/{len(prompts)}; shared prefix, weight-first linears, grouped attention, reserved cache changed no "
           f"token: {unchanged}")

@@ -55,7 +55,7 @@ def test_the_fast_path_changes_no_token(tiny, greedy, monkeypatch):
     for fast in (False, True):
         torch.manual_seed(11)  # sampling: the same random stream for both
         generator = HFGenerator(model, tokenizer, 0, share_prefix=fast, weight_first=fast, grouped_attention=fast,
-                                reserve=fast)
+                                reserve=fast, race=False)  # the race draws other random numbers
         outputs.append(generator(prompts, Sampling(16, greedy=greedy)))
     assert prefixes == [40]
     assert outputs[0] == outputs[1]
@@ -106,6 +106,24 @@ def test_grouped_decode_attention_gives_sdpas_tokens_and_is_undone(tiny, monkeyp
         assert torch.allclose(outputs[0][1], outputs[1][1], atol=1e-5)
     assert 1 in queries and max(queries) > 1  # decoding steps went through the grouped path, prompts too
     assert model.config._attn_implementation == "sdpa"  # restored
+
+
+def test_race_sampling_draws_from_the_given_probabilities():
+    from sdar_agent.generation import race_sampling
+
+    probs = torch.tensor([[0.5, 0.0, 0.2, 0.3, 0.0], [0.0, 0.0, 0.0, 0.0, 2.0], [1.0, 1.0, 0.0, 1.0, 1.0]])
+    torch.manual_seed(0)
+    with race_sampling():
+        draws = torch.cat([torch.multinomial(probs, num_samples=1) for _ in range(4000)], dim=1)  # (3, 4000)
+        with pytest.raises(RuntimeError):  # what PyTorch refuses is still refused
+            torch.multinomial(torch.tensor([[0.5, float("nan")]]), 1)
+        two = torch.multinomial(probs, 2)  # several samples: PyTorch's own
+    assert torch.multinomial.__module__ == "torch"  # restored
+    assert two.shape == (3, 2)
+    counts = torch.stack([(draws == i).sum(dim=1) for i in range(5)], dim=1).float() / 4000  # (3, 5)
+    expected = probs / probs.sum(dim=1, keepdim=True)
+    assert torch.all((counts - expected).abs() < 0.03), counts  # 4000 draws: a std of at most 0.008
+    assert torch.all(counts[expected == 0] == 0)  # a token of probability 0 is never drawn
 
 
 def test_a_reserved_cache_layer_holds_what_a_dynamic_one_does():
