@@ -123,9 +123,10 @@ class Tracker:
             return []
         return [json.loads(line) for line in self.path.read_text().splitlines() if line]
 
-    def validations(self) -> list[tuple[int, float]]:
-        """(step, val/success_rate) of every validation logged so far."""
-        return [(r["step"], r["val/success_rate"]) for r in self.history() if "val/success_rate" in r]
+    def validations(self) -> list[tuple[int, float, int]]:
+        """(step, val/success_rate, val/episodes) of every validation logged so far (0 episodes: not logged)."""
+        return [(r["step"], r["val/success_rate"], int(r.get("val/episodes", 0))) for r in self.history()
+                if "val/success_rate" in r]
 
     def plot(self) -> Path | None:
         """Training curves to `curves.png` (needs matplotlib)."""

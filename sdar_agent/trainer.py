@@ -490,7 +490,7 @@ class Trainer:
 
     # ------------------------------------------------------------------ validation
     def validate(self) -> dict[str, float]:
-        """Success and the rest of the episode summary on each of `env.val_splits`.
+        """Success, the rest of the episode summary and the number of episodes on each of `env.val_splits`.
 
         The first split's figures are `val/<key>`; with several splits each is also `val/<split>/<key>`.
         """
@@ -515,7 +515,7 @@ class Trainer:
                                        Sampling.from_config(cfg.rollout, cfg.val_temperature,
                                                             self.template.answer_ends),
                                        rank=acc.process_index, world=acc.num_processes, skills=skills)
-            return episode_summary(episodes)
+            return {**episode_summary(episodes), "episodes": float(len(episodes))}
 
         student_skills = self.algorithm.skills_in_student
         summary = run(self._skill_use(student_skills, False))

@@ -138,6 +138,7 @@ def test_two_training_steps(tmp_path, alfworld_games):
     for key in ("actor/pg_loss", "actor/kl", "actor/grad_norm", "episode/success_rate", "episode/valid_action_ratio",
                 "perf/train_tokens_per_s", "perf/train_tflops", "perf/train_peak_share", "val/success_rate"):
         assert key in last and last[key] == last[key], key  # present and not NaN
+    assert last["val/episodes"] == 2  # val_tasks games, one episode each
     run = tmp_path / "two"
     assert (run / "checkpoints" / "step_000002" / "sdar_state.json").is_file()
     assert (run / "final" / "config.json").is_file() and (run / "curves.png").is_file()

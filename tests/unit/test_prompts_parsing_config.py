@@ -214,3 +214,18 @@ def test_the_console_carries_the_projects_info_messages_and_only_other_libraries
     finally:
         for logger, level in zip([root, *ours], levels, strict=True):
             logger.setLevel(level)
+
+
+def test_a_run_ends_with_each_validation_and_the_episodes_it_rests_on():
+    from sdar_agent.train import report
+
+    results = {"sft": {"validations": [(0, 0.0, 8), (133, 0.125, 8)], "run_dir": "runs/demo/sft", "step": 133},
+               "rl": {"validations": [(1, 0.375, 8), (2, 0.5, 0)], "run_dir": "runs/demo", "step": 2}}
+    assert report(results).splitlines() == [
+        "validation success untouched model: 0.0% (0 of 8 won)",
+        "validation success after SFT (step 133): 12.5% (1 of 8 won)",
+        "sft: runs/demo/sft (step 133)",
+        "validation success after RL (step 1): 37.5% (3 of 8 won)",
+        "validation success after RL (step 2): 50.0%",  # no episode count logged (an older run)
+        "rl: runs/demo (step 2)",
+    ]
