@@ -18,9 +18,8 @@ and parses to the same action, and the savings change no token; the script check
 measured in this one run, each run's wall time, generated tokens, tokens/s, wall time per decoding
 step (a call runs as many steps as its longest row) and speed-up over the plain run. The last run
 samples from the same distribution with other random numbers, so its responses (and their lengths)
-differ: compare its wall time per decoding step.
-Use an SFT folder as `--model` to see a
-trained policy's figures (it closes its answer and writes EOS itself; the untouched model rambles).
+differ: compare its wall time per decoding step. Use an SFT folder as `--model` to see a trained
+policy's figures (it closes its answer and writes EOS itself; the untouched model rambles).
 """
 
 from __future__ import annotations
