@@ -1,6 +1,7 @@
 """Trainer throughput: rollout generation, the training step, and a GRPO step against TRL's.
 
-    python benchmarks/train_step.py [--model embedded:smollm2-135m-instruct] [--envs 8]
+    python benchmarks/train_step.py [--model embedded:smollm2-135m-instruct] [--envs 8] [--skip-trl]
+                                    [--set KEY=VALUE ...]
 
 Prints, all measured in this one run:
 1. rollout generation tokens/s: our batched generation over all active envs vs a naive loop that
@@ -15,7 +16,9 @@ Prints, all measured in this one run:
    SDAR including its teacher pass on prompts that carry the retrieved skills; the samples come in
    groups of 4 of one task at different turns, the skills within the demo preset's budget); then
    the same for one task's 4 x `--envs` / 2 samples (the demo's RL step: one task, 4 rollouts over
-   several turns, so the task's shared prefix serves several micro-batches).
+   several turns, so the task's shared prefix serves several micro-batches). Both trainers use the
+   `demo` preset, which trains only the top `model.train_layers` blocks; `--set` overrides its keys
+   for both (e.g. `--set model.train_layers=0` trains every layer, a costlier GRPO update).
 """
 
 from __future__ import annotations
@@ -128,8 +131,8 @@ def bench_trl(model_cfg: ModelConfig, tokenizer, n_prompts: int, group: int, new
     return ours_s, trl_s
 
 
-def sdar_over_grpo(model_name: str, prompts, responses, tokenizer, micro: int,
-                   per_task: int = 4) -> tuple[float, float, float]:
+def sdar_over_grpo(model_name: str, prompts, responses, tokenizer, micro: int, per_task: int = 4,
+                   overrides: tuple[str, ...] = ()) -> tuple[float, float, float]:
     """Seconds of Trainer.update for grpo and sdar on the same samples, and the teacher pass's share.
 
     The samples come in tasks of `per_task` (a GRPO group's turns), with one skills text per task.
@@ -154,7 +157,7 @@ def sdar_over_grpo(model_name: str, prompts, responses, tokenizer, micro: int,
         for algo in ("grpo", "sdar"):
             cfg = load_config("demo", [f"model.name={model_name}", f"algo.name={algo}", "env.num_workers=0",
                                        f"output_dir={out}", f"name={algo}", f"algo.micro_batch_size={micro}",
-                                       "log.tensorboard=false", "log.progress=false"])
+                                       "log.tensorboard=false", "log.progress=false", *overrides])
             trainer = Trainer(cfg)
             try:
                 trainer.update(samples[:2], scores[:2])  # warm-up
@@ -174,6 +177,8 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=32)
     parser.add_argument("--micro", type=int, default=4)
     parser.add_argument("--skip-trl", action="store_true")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="`demo` preset overrides for the SDAR / GRPO update comparison")
     args = parser.parse_args()
     torch.manual_seed(0)
     cfg = ModelConfig(name=args.model)
@@ -199,15 +204,16 @@ def main() -> None:
     print(f"train step: {tokens / seconds:7.1f} tok/s (forward+backward+AdamW), {achieved:6.1f} GFLOP/s = "
           f"{achieved / peak:5.1%} of the {peak:.0f} GFLOP/s fp32 matmul peak")
 
-    grpo_s, sdar_s, teacher_s = sdar_over_grpo(args.model, prompts, responses, tokenizer, args.micro)
-    print(f"SDAR step / GRPO step on the same batch: {sdar_s:6.1f}s / {grpo_s:6.1f}s = {sdar_s / grpo_s:5.2f} "
-          f"(teacher pass {teacher_s:.1f}s; tasks of 4 samples)")
+    grpo_s, sdar_s, teacher_s = sdar_over_grpo(args.model, prompts, responses, tokenizer, args.micro,
+                                               overrides=tuple(args.set))
+    print(f"SDAR step / GRPO step on the same batch ({' '.join(args.set) or 'demo preset'}): {sdar_s:6.1f}s / "
+          f"{grpo_s:6.1f}s = {sdar_s / grpo_s:5.2f} (teacher pass {teacher_s:.1f}s; tasks of 4 samples)")
     # the demo's RL step: one task, 4 rollouts over several turns, so several micro-batches per task
     one_task = alfworld_like_prompts(tokenizer, 4 * args.envs // 2, per_task=4 * args.envs // 2)
     one_task_responses = HFGenerator(model, tokenizer, len(one_task))(
         one_task, Sampling(args.new_tokens, greedy=True))
     grpo_s, sdar_s, teacher_s = sdar_over_grpo(args.model, one_task, one_task_responses, tokenizer, args.micro,
-                                               per_task=len(one_task))
+                                               per_task=len(one_task), overrides=tuple(args.set))
     print(f"SDAR step / GRPO step, one task's {len(one_task)} samples: {sdar_s:6.1f}s / {grpo_s:6.1f}s = "
           f"{sdar_s / grpo_s:5.2f} (teacher pass {teacher_s:.1f}s)")
     if args.skip_trl:
