@@ -19,7 +19,7 @@ from transformers import StoppingCriteria, StoppingCriteriaList
 from transformers.cache_utils import DynamicLayer
 
 from sdar_agent.config import RolloutConfig
-from sdar_agent.logprobs import prefix_cache, usable_prefix_length
+from sdar_agent.logprobs import CACHE, prefix_cache, usable_prefix_length
 from sdar_agent.models import autocast
 
 
@@ -154,7 +154,7 @@ class HFGenerator:
             cache = reserve_cache(cache if cache is not None else DynamicCache(config=self.model.config),
                                   width + sampling.max_new_tokens)
         if cache is not None:
-            kwargs["past_key_values"] = cache
+            kwargs[CACHE] = cache
         input_ids = torch.full((len(prompts), width), pad, dtype=torch.long)
         attention = torch.zeros((len(prompts), width), dtype=torch.long)
         input_ids[:, :n_prefix] = torch.tensor(prompts[0][:n_prefix])

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import torch
+from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from sdar_agent.losses import entropy_from_logits
 
 MIN_SHARED_PREFIX = 16
 """Fewest shared leading tokens worth one extra forward: below this, rows are run whole."""
+
+CACHE = "cache" if "cache" in {f.name for f in fields(CausalLMOutputWithPast)} else "past_key_values"
+"""The name of a model's KV cache argument and output: transformers 5.24 renamed `past_key_values`."""
 
 
 def shared_prefix_length(seqs: Sequence[Sequence[int]], keep: int = 1) -> int:
@@ -83,7 +87,7 @@ def prefix_cache(model: Any, prefix_ids: torch.Tensor, rows: int) -> Any:
     None for a model whose cache cannot be repeated across rows.
     """
     device = next(model.parameters()).device
-    cache = model(input_ids=prefix_ids[None].to(device), use_cache=True).past_key_values
+    cache = model(input_ids=prefix_ids[None].to(device), use_cache=True)[CACHE]
     if not hasattr(cache, "batch_repeat_interleave"):
         return None
     cache.batch_repeat_interleave(rows)
@@ -101,7 +105,7 @@ def extend_cache(model: Any, cache: Any, ids: torch.Tensor) -> Any:
     """A copy of a one-row KV cache with `ids` (N,) run on after it; `cache` is left as it is."""
     extended = copy.deepcopy(cache)
     device = next(model.parameters()).device
-    model(input_ids=ids[None].to(device), past_key_values=extended, use_cache=True)
+    model(input_ids=ids[None].to(device), use_cache=True, **{CACHE: extended})
     return extended
 
 
@@ -141,7 +145,7 @@ def response_logprobs(model: Any, batch: dict[str, torch.Tensor], *, with_entrop
         if cache is None:
             raise ValueError(f"{type(model).__name__}: its cache cannot be shared across rows; "
                              "pack without share_prefix")
-        inputs.update(past_key_values=cache, use_cache=True)
+        inputs.update({CACHE: cache, "use_cache": True})
     out = model(**inputs, logits_to_keep=t_max + 1, output_hidden_states=with_hidden)
     logits = out.logits[:, :-1, :].float()  # (B, T, V): position j predicts token j + 1
     targets = batch["input_ids"][:, -t_max:].to(device)  # (B, T)
