@@ -293,3 +293,33 @@ def test_the_real_vllm_engine_generates_and_follows_the_policy(tiny):
     prompts = [tokenizer("Go to the kitchen.", add_special_tokens=False)["input_ids"]] * 4
     out = generator(prompts, Sampling(8, greedy=True))
     assert len(out) == 4 and all(0 < len(r) <= 8 for r in out) and len({tuple(r) for r in out}) == 1
+
+
+def test_the_cache_paths_draw_no_deprecation_message(tiny):
+    """Generation, a shared prefix's cache, its extension and a log-prob pass over it hand transformers the KV
+    cache under the name the installed version expects (5.24 renamed `past_key_values` to `cache`), so a run's
+    console carries none of its deprecation messages."""
+    import logging
+
+    model, tokenizer = tiny
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    library = logging.getLogger("transformers")
+    library.addHandler(handler)
+    if hasattr(logging.Logger, "warning_once"):  # transformers says each message once per process
+        logging.Logger.warning_once.cache_clear()
+    prefix = list(range(100, 140))
+    try:
+        with warnings.catch_warnings(record=True) as caught, torch.no_grad():
+            warnings.simplefilter("always")
+            HFGenerator(model, tokenizer, 0)([prefix + [7, 8], prefix + [9]], Sampling(4, greedy=True))
+            one_row = logprobs.prefix_cache(model, torch.tensor(prefix), 1)
+            logprobs.extend_cache(model, one_row, torch.tensor([5, 6]))
+            batch = logprobs.pack([prefix + [7], prefix + [8, 9]], [[3, 4], [5]], tokenizer.pad_token_id,
+                                  share_prefix=True)
+            logprobs.response_logprobs(model, batch, prefix_kv=one_row)
+    finally:
+        library.removeHandler(handler)
+    messages = [record.getMessage() for record in records] + [str(w.message) for w in caught]
+    assert not [m for m in messages if "deprecated" in m.lower()], messages
