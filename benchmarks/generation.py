@@ -1,7 +1,7 @@
 """What the HF generation path's savings buy: stopping at the answer's end, and sharing the prompts' prefix.
 
     python benchmarks/generation.py [--model embedded:smollm2-135m-instruct] [--games 16] [--group 1]
-                                    [--new-tokens 48]
+                                    [--new-tokens 48] [--dtype bfloat16]
 
 The first-turn prompts of `--games` held-out ALFWorld games (the embedded easy set), each repeated
 `--group` times as a GRPO group's first turn is (the demo's RL step: `--games 1 --group 4`; its
@@ -67,6 +67,8 @@ def main() -> None:
     parser.add_argument("--group", type=int, default=1, help="rows per game, as a GRPO group's first turn")
     parser.add_argument("--new-tokens", type=int, default=48)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32",
+                        help="bfloat16: also time bf16 generation under autocast and on a bf16 weights copy")
     args = parser.parse_args()
 
     cfg = ModelConfig(name=args.model)
@@ -96,6 +98,11 @@ def main() -> None:
             "+ grouped attention": timed(grouped, prompts, stop, args.seed),
             "+ reserved KV cache": timed(reserved, prompts, stop, args.seed),
             "+ race sampling": timed(fast, prompts, stop, args.seed)}
+    if args.dtype == "bfloat16":
+        for name, copy in (("bf16 autocast", False), ("bf16 weights copy", True)):
+            low = HFGenerator(model, tokenizer, rows, compute_dtype=torch.bfloat16, weights_copy=copy)
+            timed(low, prompts[:2], Sampling(4), args.seed)  # warm-up (and the copy made)
+            runs[name] = timed(low, prompts, stop, args.seed)
 
     base, base_s = runs["plain"]
     stopped = runs["stop at </action>"][0]
@@ -114,7 +121,12 @@ def main() -> None:
         print(f"  {name:22s} {secs:6.1f} s  {tokens:5d} tokens  {tokens / secs:6.1f} tokens/s  "
               f"mean response {tokens / len(out):5.1f} tokens  {1000 * secs / steps:5.0f} ms/step  speed-up "
               f"(tokens/s) {tokens / secs / (sum(map(len, base)) / base_s):4.2f}x")
-    unchanged = ", ".join(str(runs[name][0] == stopped) for name in list(runs)[2:-1])
+    fp32_step = runs["+ race sampling"][1] / max(map(len, runs["+ race sampling"][0]))
+    for name in ("bf16 autocast", "bf16 weights copy"):
+        if name in runs:
+            out, secs = runs[name]
+            print(f"  {name}: {fp32_step * max(map(len, out)) / secs:4.2f}x the fp32 run's speed per decoding step")
+    unchanged = ", ".join(str(runs[name][0] == stopped) for name in list(runs)[2:6])
     print(f"  stopped responses that are prefixes of the plain ones: {prefixes}/{len(prompts)}; same parsed action: "
           f"{same}/{len(prompts)}; shared prefix, weight-first linears, grouped attention, reserved cache changed no "
           f"token: {unchanged}")

@@ -549,6 +549,7 @@ class Trainer:
         if not (path / "sdar_state.json").is_file():
             raise FileNotFoundError(f"resume={source!r}: not a checkpoint folder (no sdar_state.json).")
         self.acc.load_state(str(path))
+        self.generator.sync_weights()  # a generation copy of the weights (bf16 on a CPU) must take the loaded ones
         self.tracker.truncate_after(self.state.step)
         logger.info("resumed from %s at step %d", path, self.state.step)
 

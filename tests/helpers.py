@@ -33,14 +33,15 @@ def train_and_compare(cfg):
 
 
 def run_train(tmp_path, games, name, *extra, steps=2):
-    """`steps` steps of the demo preset shrunk to the tiny model and 2 x 2 two-turn episodes.
+    """`steps` steps of the demo preset shrunk to the tiny model (in fp32) and 2 x 2 two-turn episodes.
 
     Needs the `lenient_template` fixture (answers are scored by length, so GRPO has a signal).
     """
     from sdar_agent.config import load_config
 
     return train_and_compare(load_config("demo", [
-        "model.name=tiny", "algo.name=grpo", f"name={name}", f"output_dir={tmp_path}", f"steps={steps}", "save_every=2",
+        "model.name=tiny", "model.compute_dtype=float32", "algo.name=grpo", f"name={name}", f"output_dir={tmp_path}",
+        f"steps={steps}", "save_every=2",
         "val_every=0", "env.num_workers=0", "rollout.tasks_per_step=2", "rollout.group_size=2",
         "rollout.max_response_tokens=8", "env.max_turns=2", "log.progress=false", "log.tensorboard=false",
         "algo.lr=1e-3", "algo.micro_batch_size=3", f"env.kwargs={{data_dir: {games}}}",

@@ -148,6 +148,40 @@ def test_a_reserved_cache_layer_holds_what_a_dynamic_one_does():
     assert len(rooms) == 3  # room made at the first update, after the rows were repeated, and past the capacity
 
 
+def test_bf16_generation_on_a_cpu_runs_on_a_copy_that_follows_the_policy_after_sync(tiny):
+    """The copy holds the policy's parameters in bf16 (buffers as they were), is made once, and takes the
+    policy's new weights at the first call after `sync_weights`, not before."""
+    import copy
+
+    from sdar_agent.generation import low_precision_copy
+
+    model, tokenizer = tiny
+    policy = copy.deepcopy(model)  # the module's fixture stays as it was
+    torch.manual_seed(3)
+    prompts = [torch.randint(100, 4000, (n,)).tolist() for n in (6, 11, 3)]
+    greedy = Sampling(12, greedy=True)
+    generator = HFGenerator(policy, tokenizer, 0, compute_dtype=torch.bfloat16)
+    assert generator.weights_copy  # the CPU default for bf16 compute over fp32 weights
+    assert not HFGenerator(policy, tokenizer, 0).weights_copy  # fp32: nothing to copy
+    first = generator(prompts, greedy)
+    runner = generator._copy
+    assert {p.dtype for p in runner.parameters()} == {torch.bfloat16}
+    assert {b.dtype for b in runner.buffers() if b.is_floating_point()} == {
+        b.dtype for b in policy.buffers() if b.is_floating_point()}
+    assert all(p.dtype == torch.float32 for p in policy.parameters())  # the policy itself is untouched
+    assert first == HFGenerator(low_precision_copy(policy, torch.bfloat16), tokenizer, 0)(prompts, greedy)
+
+    with torch.no_grad():  # an optimizer step's worth of change, large enough to move greedy tokens
+        for param in policy.parameters():
+            param.add_(torch.randn_like(param) * 0.05)
+    assert generator(prompts, greedy) == first  # not synced yet: the old weights
+    generator.sync_weights()
+    moved = generator(prompts, greedy)
+    assert generator._copy is runner  # refreshed in place, not rebuilt
+    assert moved == HFGenerator(low_precision_copy(policy, torch.bfloat16), tokenizer, 0)(prompts, greedy)
+    assert moved != first
+
+
 def test_sampling_takes_the_templates_answer_ends_unless_switched_off():
     rollout = RolloutConfig()
     assert Sampling.from_config(rollout, answer_ends=template_for("sdar/ALFWorld-v0").answer_ends).stop == (
@@ -182,7 +216,8 @@ def test_an_unset_batch_size_sizes_each_call_from_free_memory(tiny, monkeypatch)
     calls = []
     original = generation.HFGenerator._generate
     monkeypatch.setattr(generation.HFGenerator, "_generate",
-                        lambda self, rows, sampling: calls.append(len(rows)) or original(self, rows, sampling))
+                        lambda self, model, rows, sampling: calls.append(len(rows)) or original(self, model, rows,
+                                                                                                 sampling))
     auto = HFGenerator(model, tokenizer)
     assert auto(prompts, Sampling(6, greedy=True)) == fixed
     assert calls == [5]  # plenty of memory: one call for every row

@@ -25,10 +25,11 @@ pytestmark = pytest.mark.usefixtures("lenient_template")
 
 def tiny_trainer(tmp_path, games, *extra):
     cfg = load_config("demo", [
-        "model.name=tiny", "algo.name=grpo", "name=ref", f"output_dir={tmp_path}", "steps=1", "save_every=0",
-        "val_every=0", "env.num_workers=0", "rollout.tasks_per_step=1", "rollout.group_size=2",
-        "rollout.max_response_tokens=8", "env.max_turns=2", "log.progress=false", "log.tensorboard=false",
-        "log.plot=false", f"env.kwargs={{data_dir: {games}}}", f"rollout.template={LENIENT}", *extra])
+        "model.name=tiny", "model.compute_dtype=float32", "algo.name=grpo", "name=ref", f"output_dir={tmp_path}",
+        "steps=1", "save_every=0", "val_every=0", "env.num_workers=0", "rollout.tasks_per_step=1",
+        "rollout.group_size=2", "rollout.max_response_tokens=8", "env.max_turns=2", "log.progress=false",
+        "log.tensorboard=false", "log.plot=false", f"env.kwargs={{data_dir: {games}}}", f"rollout.template={LENIENT}",
+        *extra])
     return Trainer(cfg)
 
 
@@ -62,6 +63,29 @@ def test_one_lr_1e6_step_with_bf16_compute_moves_the_fp32_master_weights(tmp_pat
         assert share >= 0.99, share
     else:  # bf16 storage swallows it (the paper presets' old behaviour)
         assert share < 0.05, share
+
+
+def test_bf16_compute_on_a_cpu_generates_with_the_updated_weights(tmp_path, alfworld_games):
+    """The demo's setting: fp32 master weights, bf16 compute; rollouts come from a bf16 copy that each
+    optimizer step brings up to date."""
+    trainer = tiny_trainer(tmp_path, alfworld_games, "algo.lr=1e-2", "model.compute_dtype=bfloat16")
+    try:
+        policy = trainer.acc.unwrap_model(trainer.model)
+        prompt = [trainer.tokenizer("Go to the desk.", add_special_tokens=False)["input_ids"]]
+        trainer.generator(prompt, Sampling(4, greedy=True))
+        before = {k: v.clone() for k, v in trainer.generator._copy.state_dict().items()}
+        samples, scores = fake_samples(trainer.tokenizer, 8)
+        trainer.update(samples, scores)
+        trainer.generator(prompt, Sampling(4, greedy=True))
+        copied = trainer.generator._copy.state_dict()
+        weights = policy.state_dict()
+    finally:
+        trainer.close()
+    assert all(w.dtype == torch.float32 for w in weights.values() if w.is_floating_point())  # master weights
+    moved = [k for k in weights if "layers" in k and not torch.equal(before[k], copied[k])]
+    assert moved  # the update reached the copy
+    for key, weight in weights.items():
+        assert torch.equal(copied[key], weight.to(copied[key].dtype)), key
 
 
 def test_mini_batch_size_gives_one_adamw_step_per_256_like_chunk(tmp_path, alfworld_games):

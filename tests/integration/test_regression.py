@@ -32,8 +32,9 @@ def one_step(tmp_path, games, algo):
     from sdar_agent.trainer import Trainer
 
     cfg = load_config("demo", [
-        "model.name=tiny", f"algo.name={algo}", f"name={algo}", f"output_dir={tmp_path}", "steps=1",
-        "save_every=0", "val_every=0", "algo.mini_batches=2", "algo.epochs=2", "env.num_workers=0",
+        "model.name=tiny", "model.compute_dtype=float32", f"algo.name={algo}", f"name={algo}",
+        f"output_dir={tmp_path}", "steps=1", "save_every=0", "val_every=0", "algo.mini_batches=2", "algo.epochs=2",
+        "env.num_workers=0",
         "rollout.tasks_per_step=2", "rollout.group_size=2", "rollout.max_response_tokens=8", "env.max_turns=2",
         "log.progress=false", "log.tensorboard=false", "log.plot=false", "algo.lr=1e-3", "algo.micro_batch_size=3",
         "algo.kl_coef=0.05", f"env.kwargs={{data_dir: {games}}}", "rollout.template=test-lenient",

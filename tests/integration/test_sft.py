@@ -17,7 +17,8 @@ from sdar_agent.train import run  # noqa: E402
 
 def config(tmp_path, games, *extra):
     return load_config("demo", [
-        "model.name=tiny", "name=sft", f"output_dir={tmp_path}", "steps=1", "save_every=0", "val_every=0",
+        "model.name=tiny", "model.compute_dtype=float32", "name=sft", f"output_dir={tmp_path}", "steps=1",
+        "save_every=0", "val_every=0",
         "env.num_workers=0", "env.max_turns=20", "rollout.tasks_per_step=1", "rollout.group_size=2",
         "rollout.max_response_tokens=8", "log.progress=false", "log.tensorboard=false", "log.plot=false",
         "sft.episodes=3", "sft.batch_size=8", "sft.lr=1e-3", "sft.epochs=2", "sft.noise=0", "sft.max_turns=0",
