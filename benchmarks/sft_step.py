@@ -7,7 +7,8 @@ Collects the preset's expert demonstrations (its env, template and history windo
 steps after one warm-up step. Prints, all measured in this one run: train tokens/s (prompt +
 response tokens through forward, backward and AdamW), the FLOP rate (2 x all parameters x tokens
 for the forward, 4 x trained parameters x tokens for the backward) and its share of this
-machine's fp32 matmul peak (a timed large matmul), and the speed-up over training all layers.
+machine's matmul peak in the preset's compute dtype (a timed large matmul; the demo presets compute
+in bfloat16, `model.compute_dtype=float32` for float32), and the speed-up over training all layers.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import torch
 from train_step import matmul_peak_gflops  # the script's own folder, benchmarks/, is on sys.path
 
 from sdar_agent.config import load_config
+from sdar_agent.models import compute_dtype
 from sdar_agent.trainer import Trainer
 
 
@@ -59,8 +61,11 @@ def main() -> None:
                         help="model.train_layers values to compare (0: all layers)")
     args, overrides = parser.parse_known_args()
     torch.manual_seed(0)
-    peak = matmul_peak_gflops()
-    print(f"preset {args.preset}, {torch.get_num_threads()} threads, fp32 matmul peak {peak:.0f} GFLOP/s")
+    dtype = compute_dtype(load_config(args.preset, overrides).model, torch.device("cpu"))
+    peak = matmul_peak_gflops(dtype=dtype)
+    name = str(dtype).removeprefix("torch.")
+    print(f"preset {args.preset}, {torch.get_num_threads()} threads, computing in {name} "
+          f"(model.compute_dtype), {name} matmul peak {peak:.0f} GFLOP/s")
     baseline = None
     for layers in args.train_layers:
         tps, step_s, total, trained = time_sft(args.preset, layers, args.steps, overrides)

@@ -31,15 +31,15 @@ def peak_flops(device: torch.device, dtype: torch.dtype) -> float | None:
             return None
         name = torch.cuda.get_device_name(device)
         return next((peak for key, peak in GPU_PEAK_BF16.items() if key in name), None)
-    if device.type == "cpu" and dtype == torch.float32:
-        return cpu_matmul_flops()
+    if device.type == "cpu" and dtype in (torch.float32, torch.bfloat16):
+        return cpu_matmul_flops(dtype=dtype)
     return None
 
 
 @functools.cache
-def cpu_matmul_flops(n: int = 1024, repeats: int = 8) -> float:
-    """A float32 n x n matmul's FLOP/s on this CPU with torch's threads (best of `repeats`)."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
+def cpu_matmul_flops(n: int = 1024, repeats: int = 8, dtype: torch.dtype = torch.float32) -> float:
+    """An n x n matmul's FLOP/s in `dtype` on this CPU with torch's threads (best of `repeats`)."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
     a @ b  # warm-up
     best = float("inf")
     for _ in range(repeats):

@@ -189,3 +189,13 @@ def test_teacher_scores_of_a_task_sharing_its_prefix_equal_each_sample_run_whole
     finally:
         trainer.close()
     assert extended == [20, 20] * 2  # each task's two-row micro-batches ran their turn's shared tokens once
+
+
+def test_a_cpu_peak_is_measured_in_the_compute_dtype():
+    """A bf16 run's `perf/train_peak_share` divides by a timed bf16 matmul, not the fp32 one."""
+    from sdar_agent.hardware import cpu_matmul_flops, peak_flops
+
+    cpu = torch.device("cpu")
+    assert peak_flops(cpu, torch.bfloat16) == cpu_matmul_flops(dtype=torch.bfloat16) > 0
+    assert peak_flops(cpu, torch.float32) == cpu_matmul_flops(dtype=torch.float32) > 0
+    assert peak_flops(cpu, torch.float16) is None  # not measured: no share reported
