@@ -366,3 +366,27 @@ def test_expert_step_buys_the_goal_with_a_score_of_one():
                 break
         assert reward == 1.0 and info["won"]
     env.close()
+
+
+def test_expert_step_opens_the_first_result_that_meets_the_goal():
+    """Not only the goal product: any result WebShop's score rates 1.0, so the choice is one the page shows early."""
+    env = gym.make("sdar/WebShop-v0", split="valid")
+    shop = env.unwrapped.client.app.extensions["webshop"]
+    positions, other_products = [], 0
+    for index in range(0, 300, 10):
+        env.reset(options={"task_index": index})
+        env.step(env.unwrapped.expert_step().action)  # the key-word search
+        session = shop.session(env.unwrapped.session_id)
+        shown = shop.page_results(session)
+        opened = env.unwrapped.expert_step().action
+        asin = opened[len("click["):-1].upper()
+        assert asin in shown, opened
+        positions.append(shown.index(asin))
+        other_products += asin != session.goal.asin
+        _, _, _, _, info = env.step(opened)
+        while not info["won"] and info["admissible_actions"]:
+            _, reward, terminated, _, info = env.step(env.unwrapped.expert_step().action)
+        assert info["won"], session.goal.instruction
+    assert sum(p == 0 for p in positions) >= len(positions) / 2  # mostly the top result (63 % of 100 goals)
+    assert other_products >= len(positions) / 2
+    env.close()

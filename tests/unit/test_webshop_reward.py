@@ -111,3 +111,21 @@ def test_missing_spacy_model_says_what_to_install(monkeypatch):
             reward._nlp()
     finally:
         reward._nlp.cache_clear()
+
+
+@pytest.mark.parametrize(
+    ("instruction", "words"),
+    [
+        ("i want to buy coffee table with lift top and easy assembly with color: espresso, and price lower than "
+         "290.00 dollars", "coffee table with lift top and easy assembly"),
+        ("i need a lipstick that is moisturizing and vegan with color: coral, and price lower than 50.00 dollars",
+         "lipstick that is moisturizing and vegan"),
+        ("Find me machine wash men's dress shirts with polyester heathers with fit type: women, and size: large, and "
+         "price lower than 40.00 dollars", "machine wash men's dress shirts with polyester heathers"),
+        ("i want a sulfate free shampoo under 30 dollars", "sulfate free shampoo under 30 dollars"),
+    ],
+)
+def test_the_expert_searches_the_instruction_without_its_option_and_price_clauses(instruction, words):
+    from sdar_envs.webshop.expert import instruction_keywords
+
+    assert instruction_keywords(instruction) == words
