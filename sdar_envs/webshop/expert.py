@@ -9,10 +9,12 @@ thought: it searches the instruction's own key words (what a student can copy: n
 option or price clause), opens the first result on the page that fully meets the goal (the goal
 product, or another product with every asked attribute and option within the budget: WebShop's
 score is 1.0 for either), pages on, and only when the results miss one searches the goal product's
-full name; then it clicks each option the instruction asks for and buys. On the embedded catalog
-the first such result is the top result for 63 % of the validation goals and one of the top two
-for 87 % (the goal product itself is the top result for 15 %), so its choices are ones a student
-can learn from the page.
+full name; then it clicks each option the instruction asks for, in the instruction's order, and
+buys. On the embedded catalog the first such result is the top result for 64 % of the validation
+goals and one of the top two for 87 % (the goal product itself is the top result for 15 %), so its
+choices are ones a student can learn from the page. Its thoughts name what the prompt shows: the
+result's place on the page and its name, each option as the instruction writes it (`size: 6
+feet`) and the option the page says was clicked last.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from rapidfuzz import fuzz
 from sdar_envs.webshop.reward import purchase_reward
 
 MAX_PAGES = 5
+_CLICKED = re.compile(r"^You have clicked (.+)\.$")  # the item page's note on the last option clicked
+ORDINALS = ("first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth", "tenth")
 _PRICE_CLAUSE = re.compile(r",?\s*and price lower than [\d.,]+ dollars\.?", re.I)
 _OPTION_CLAUSE = re.compile(r"\s+with\s+(?:[\w-]+\s){0,2}[\w-]+:\s.*$", re.I | re.S)  # " with color: red, and ..."
 _OPENERS = re.compile(r"^(i am looking for|i'm looking for|i need|i want to buy|i want|find me|get me|buy me|"
@@ -51,10 +55,14 @@ def instruction_keywords(instruction: str, max_words: int = 12) -> str:
     return " ".join(text.split()[:max_words])
 
 
-def option_clicks(goal: Any, product: Any) -> dict[str, str] | None:
-    """The product's option group -> value the goal's options pick, or None when it lacks one of them."""
+def exact_option_clicks(goal: Any, product: Any) -> dict[str, str] | None:
+    """The product's option group -> value for each goal option, or None unless it offers every one by name.
+
+    (WebShop's reward matches options fuzzily, so "40 count" passes for "20 count"; a demonstrator
+    must not teach that.)
+    """
     chosen: dict[str, str] = {}
-    for value in goal_option_values(goal, product):
+    for value in goal.option_values:
         group = next((g for g, values in product.options.items() if value in values), None)
         if group is None:
             return None
@@ -66,9 +74,10 @@ def meets_goal(goal: Any, product: Any) -> bool:
     """Buying `product` with the goal's options scores 1.0: the goal product, or one as good."""
     if product.asin == goal.asin:
         return True
-    chosen = option_clicks(goal, product)
-    return chosen is not None and purchase_reward(product.as_dict(), goal.as_dict(), product.price,
-                                                  chosen).reward >= 1.0
+    chosen = exact_option_clicks(goal, product)
+    return (
+        chosen is not None and purchase_reward(product.as_dict(), goal.as_dict(), product.price, chosen).reward >= 1.0
+    )
 
 
 def demonstration_step(shop: Any, session: Any, queries: list[str], rng: Any) -> tuple[str, str]:
@@ -85,11 +94,15 @@ def demonstration_step(shop: Any, session: Any, queries: list[str], rng: Any) ->
                 pick(["Those results missed it; I search for the product's full name.",
                       "I search again, this time with the product's name."]))
     if session.page == "results":
-        fits = next((shop.product(a) for a in shop.page_results(session) if meets_goal(goal, shop.product(a))), None)
+        shown = shop.page_results(session)
+        fits = next((n for n, asin in enumerate(shown) if meets_goal(goal, shop.product(asin))), None)
         if fits is not None:
-            name = " ".join(fits.title.split()[:6])
-            return (f"click[{fits.asin.lower()}]", pick([f"{name} matches the instruction; I open it.",
-                                                        f"This one fits: {name}. I open it."]))
+            name = shop.product(shown[fits]).title.split(",")[0]
+            place = f"The {ORDINALS[fits]} result" if fits < len(ORDINALS) else "This result"
+            return (
+                f"click[{shown[fits].lower()}]",
+                pick([f"{place}, {name}, fits the instruction; I open it.", f"{place} fits: {name}. I open it."]),
+            )
         if session.page_number < min(shop.num_pages(session), MAX_PAGES):
             return "click[next >]", pick(["Nothing here fits; I look at the next page.",
                                           "Not on this page; next page."])
@@ -99,12 +112,33 @@ def demonstration_step(shop: Any, session: Any, queries: list[str], rng: Any) ->
     if session.page == "item" and not meets_goal(goal, shop.product(session.asin)):
         return "click[< prev]", "This is not the product I need; back to the results."
     if session.page == "item":
-        for value in goal_option_values(goal, shop.product(session.asin)):
-            if value not in session.options.values():
-                return (f"click[{value}]", pick([f"The instruction asks for {value}; I choose it.",
-                                                 f"I select {value}, as asked."]))
-        return "click[buy now]", pick(["The product and its options match; I buy it.", "Everything fits, so I buy it."])
+        return _option_or_buy(goal, shop.product(session.asin), session, pick)
     raise LookupError(f"no demonstration step on the {session.page!r} page")
+
+
+def _option_or_buy(goal: Any, product: Any, session: Any, pick: Any) -> tuple[str, str]:
+    """On the product page: the next option the instruction asks for, in its order, then Buy Now.
+
+    The thought names the option as the instruction writes it (`size: 6 feet`) and the option the
+    page says was clicked last, so a student can read both off its prompt: what it chose, what is next.
+    """
+    clicked = _CLICKED.match(session.message or "")
+    last = clicked.group(1) if clicked else ""
+    wanted = goal_option_values(goal, product)
+    for value in wanted:
+        if value not in session.options.values():
+            group = next(g for g, values in product.options.items() if value in values)
+            if not last:
+                return f"click[{value}]", pick([f"The instruction asks for {group}: {value}; I choose it.",
+                                                f"I select {group}: {value}, as asked."])
+            return f"click[{value}]", pick([f"I have clicked {last}; next the instruction asks for {group}: {value}.",
+                                            f"After {last}, the instruction asks for {group}: {value}; I choose it."])
+    if not wanted:
+        return "click[buy now]", "The product fits and the instruction asks for no option; I buy it."
+    if not last:
+        return "click[buy now]", "Every option the instruction asks for is chosen; I buy it."
+    return "click[buy now]", pick([f"I have clicked {last}, the last option asked; I buy it.",
+                                   f"{last} was the last option asked; everything fits, so I buy it."])
 
 
 def oracle_plan(shop: Any, goal: Any, product: Any) -> list[str]:
