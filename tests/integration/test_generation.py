@@ -64,7 +64,7 @@ def test_the_fast_path_changes_no_token(tiny, greedy, monkeypatch):
 
 
 def test_weight_first_linears_compute_the_same_products():
-    from sdar_agent.generation import weight_first_linears
+    from sdar_agent.decoding import weight_first_linears
 
     torch.manual_seed(0)
     layers = torch.nn.Sequential(torch.nn.Linear(24, 40), torch.nn.Linear(40, 8, bias=False))
@@ -81,15 +81,15 @@ def test_grouped_decode_attention_gives_sdpas_tokens_and_is_undone(tiny, monkeyp
     """Single-token queries regrouped per key/value head: the same greedy tokens and logits as `sdpa`."""
     from transformers import AttentionInterface
 
-    from sdar_agent import generation
+    from sdar_agent import decoding
 
     model, tokenizer = tiny
     assert model.config.num_attention_heads > model.config.num_key_value_heads  # grouped-query attention
-    with generation.grouped_decode_attention(model):  # registers the implementation
+    with decoding.grouped_decode_attention(model):  # registers the implementation
         pass
     queries = []  # query lengths the grouped path saw
-    monkeypatch.setitem(AttentionInterface._global_mapping, generation.GROUPED_DECODE,
-                        lambda module, q, *a, **k: queries.append(q.shape[2]) or generation._grouped_decode_forward(
+    monkeypatch.setitem(AttentionInterface._global_mapping, decoding.GROUPED_DECODE,
+                        lambda module, q, *a, **k: queries.append(q.shape[2]) or decoding._grouped_decode_forward(
                             module, q, *a, **k))
     torch.manual_seed(3)
     same = [torch.randint(100, 4000, (12,)).tolist()] * 3  # no padding: transformers drops the mask
@@ -97,8 +97,8 @@ def test_grouped_decode_attention_gives_sdpas_tokens_and_is_undone(tiny, monkeyp
     for prompts in (same, padded):
         outputs = []
         for grouped in (False, True):
-            with generation.grouped_decode_attention(model, grouped):
-                assert model.config._attn_implementation == (generation.GROUPED_DECODE if grouped else "sdpa")
+            with decoding.grouped_decode_attention(model, grouped):
+                assert model.config._attn_implementation == (decoding.GROUPED_DECODE if grouped else "sdpa")
                 logits = model(input_ids=torch.tensor([prompts[1]])).logits  # a prompt: transformers' own path
                 tokens = HFGenerator(model, tokenizer, 8, grouped_attention=False)(prompts, Sampling(10, greedy=True))
             outputs.append((tokens, logits))
@@ -109,7 +109,7 @@ def test_grouped_decode_attention_gives_sdpas_tokens_and_is_undone(tiny, monkeyp
 
 
 def test_race_sampling_draws_from_the_given_probabilities():
-    from sdar_agent.generation import race_sampling
+    from sdar_agent.decoding import race_sampling
 
     probs = torch.tensor([[0.5, 0.0, 0.2, 0.3, 0.0], [0.0, 0.0, 0.0, 0.0, 2.0], [1.0, 1.0, 0.0, 1.0, 1.0]])
     torch.manual_seed(0)
@@ -129,7 +129,7 @@ def test_race_sampling_draws_from_the_given_probabilities():
 def test_a_reserved_cache_layer_holds_what_a_dynamic_one_does():
     from transformers.cache_utils import DynamicLayer
 
-    from sdar_agent.generation import ReservedLayer
+    from sdar_agent.decoding import ReservedLayer
 
     torch.manual_seed(0)
     plain, reserved = DynamicLayer(), ReservedLayer(capacity=8)
