@@ -13,7 +13,7 @@ full name; then it clicks each option the instruction asks for, in the instructi
 buys. On the embedded catalog the first such result is the top result for 64 % of the validation
 goals and one of the top two for 87 % (the goal product itself is the top result for 15 %), so its
 choices are ones a student can learn from the page. Its thoughts name what the prompt shows: the
-result's place on the page and its name, each option as the instruction writes it (`size: 6
+result's place on the page, its id and its name, each option as the instruction writes it (`size: 6
 feet`) and the option the page says was clicked last.
 """
 
@@ -101,7 +101,8 @@ def demonstration_step(shop: Any, session: Any, queries: list[str], rng: Any) ->
             place = f"The {ORDINALS[fits]} result" if fits < len(ORDINALS) else "This result"
             return (
                 f"click[{shown[fits].lower()}]",
-                pick([f"{place}, {name}, fits the instruction; I open it.", f"{place} fits: {name}. I open it."]),
+                pick([f"{place}, {shown[fits]} ({name}), fits the instruction; I open it.",
+                      f"{place} fits: {shown[fits]}, {name}. I open it."]),
             )
         if session.page_number < min(shop.num_pages(session), MAX_PAGES):
             return "click[next >]", pick(["Nothing here fits; I look at the next page.",
