@@ -63,11 +63,16 @@ def exact_option_clicks(goal: Any, product: Any) -> dict[str, str] | None:
     """
     chosen: dict[str, str] = {}
     for value in goal.option_values:
-        group = next((g for g, values in product.options.items() if value in values), None)
+        group = option_group(product, value)
         if group is None:
             return None
         chosen[group] = value
     return chosen
+
+
+def option_group(product: Any, value: str) -> str | None:
+    """The product's option group that offers `value` (None when none does)."""
+    return next((g for g, values in product.options.items() if value in values), None)
 
 
 def meets_goal(goal: Any, product: Any) -> bool:
@@ -128,7 +133,7 @@ def _option_or_buy(goal: Any, product: Any, session: Any, pick: Any) -> tuple[st
     wanted = goal_option_values(goal, product)
     for value in wanted:
         if value not in session.options.values():
-            group = next(g for g, values in product.options.items() if value in values)
+            group = option_group(product, value)
             if not last:
                 return f"click[{value}]", pick([f"The instruction asks for {group}: {value}; I choose it.",
                                                 f"I select {group}: {value}, as asked."])
