@@ -41,6 +41,7 @@ METRICS = {
     "perf/train_tflops": "model TFLOP/s of the update (2 x parameters + 4 x trained parameters per token)",
     "perf/train_peak_share": "perf/train_tflops over the device's peak (GPU: dense bf16 by name; CPU: fp32 matmul)",
     "perf/teacher_s": "seconds in the teacher pass (SDAR family)",
+    "perf/val_s": "seconds the validation took (every split in env.val_splits)",
     "sdar/loss": "the distillation term token_mean(g * (log pi_T - log pi_theta)) (sdar, opsd, grpo_opsd)",
     "sdar/gate_mean": "mean gate g over response tokens",
     "sdar/gate_active_ratio": "share of tokens with g > 0.5",

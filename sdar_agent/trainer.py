@@ -496,6 +496,7 @@ class Trainer:
         """
         cfg, acc = self.cfg, self.acc
         metrics: dict[str, float] = {}
+        start = time.perf_counter()
         for i, split in enumerate(cfg.env.val_splits):
             if split not in self._val_pools:
                 per_rank = math.ceil(cfg.val_tasks / acc.num_processes)
@@ -505,6 +506,7 @@ class Trainer:
                 metrics.update({f"val/{k}": v for k, v in summary.items()})
             if len(cfg.env.val_splits) > 1:
                 metrics.update({f"val/{split}/{k}": v for k, v in summary.items()})
+        metrics["perf/val_s"] = time.perf_counter() - start
         return metrics
 
     def _validate_split(self, pool: EnvPool) -> dict[str, float]:

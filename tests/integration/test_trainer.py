@@ -139,6 +139,7 @@ def test_two_training_steps(tmp_path, alfworld_games):
                 "perf/train_tokens_per_s", "perf/train_tflops", "perf/train_peak_share", "val/success_rate"):
         assert key in last and last[key] == last[key], key  # present and not NaN
     assert last["val/episodes"] == 2  # val_tasks games, one episode each
+    assert last["perf/val_s"] > 0 and "perf/val_s" not in rows[0]  # timed where it ran, step 2 only
     run = tmp_path / "two"
     assert (run / "checkpoints" / "step_000002" / "sdar_state.json").is_file()
     assert (run / "final" / "config.json").is_file() and (run / "curves.png").is_file()
