@@ -12,7 +12,10 @@ all rows share once (`rollout.share_prompt_prefix`); also computing the decoding
 products weight-first (`weight_first_linears`); also their attention per key/value head
 (`grouped_decode_attention`); and also writing each step's keys and values into room reserved for
 the whole sequence (`reserve_cache`); and last drawing each token's exponential race from uniform
-numbers (`race_sampling`; all on by default on a CPU). Up to that last run, sampling draws the same
+numbers (`race_sampling`; all on by default on a CPU). `--dtype bfloat16` adds bf16 runs: under
+autocast, on a bf16 copy of the weights (the CPU default), and on that copy with its LM head fed
+the sliced final hidden states as transformers hands them over (the path before
+`models.contiguous_head_input`). Up to that last run, sampling draws the same
 random numbers for every row at every step, so each stopped response is a prefix of its plain one
 and parses to the same action, and the savings change no token; the script checks that and prints,
 measured in this one run, each run's wall time, generated tokens, tokens/s, wall time per decoding
@@ -103,6 +106,12 @@ def main() -> None:
             low = HFGenerator(model, tokenizer, rows, compute_dtype=torch.bfloat16, weights_copy=copy)
             timed(low, prompts[:2], Sampling(4), args.seed)  # warm-up (and the copy made)
             runs[name] = timed(low, prompts, stop, args.seed)
+        # the copy as it was before `models.contiguous_head_input`: the LM head fed the sliced hidden states
+        head = low._copy.get_output_embeddings()
+        hooks = dict(head._forward_pre_hooks)
+        head._forward_pre_hooks.clear()
+        runs["bf16 copy, sliced head input"] = timed(low, prompts, stop, args.seed)
+        head._forward_pre_hooks.update(hooks)
 
     base, base_s = runs["plain"]
     stopped = runs["stop at </action>"][0]
@@ -118,11 +127,11 @@ def main() -> None:
           f"</action>")
     for name, (out, secs) in runs.items():
         tokens, steps = sum(map(len, out)), max(map(len, out))  # one call: as many decoding steps as its longest row
-        print(f"  {name:22s} {secs:6.1f} s  {tokens:5d} tokens  {tokens / secs:6.1f} tokens/s  "
+        print(f"  {name:28s} {secs:6.1f} s  {tokens:5d} tokens  {tokens / secs:6.1f} tokens/s  "
               f"mean response {tokens / len(out):5.1f} tokens  {1000 * secs / steps:5.0f} ms/step  speed-up "
               f"(tokens/s) {tokens / secs / (sum(map(len, base)) / base_s):4.2f}x")
     fp32_step = runs["+ race sampling"][1] / max(map(len, runs["+ race sampling"][0]))
-    for name in ("bf16 autocast", "bf16 weights copy"):
+    for name in ("bf16 autocast", "bf16 weights copy", "bf16 copy, sliced head input"):
         if name in runs:
             out, secs = runs[name]
             print(f"  {name}: {fp32_step * max(map(len, out)) / secs:4.2f}x the fp32 run's speed per decoding step")
