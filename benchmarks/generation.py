@@ -15,14 +15,15 @@ the whole sequence (`reserve_cache`); and last drawing each token's exponential 
 numbers (`race_sampling`; all on by default on a CPU). `--dtype bfloat16` adds bf16 runs: under
 autocast, on a bf16 copy of the weights (the CPU default), and on that copy with its LM head fed
 the sliced final hidden states as transformers hands them over (the path before
-`models.contiguous_head_input`). Up to that last run, sampling draws the same
+`models.contiguous_head_input`). Up to the race-sampling run, sampling draws the same
 random numbers for every row at every step, so each stopped response is a prefix of its plain one
 and parses to the same action, and the savings change no token; the script checks that and prints,
 measured in this one run, each run's wall time, generated tokens, tokens/s, wall time per decoding
-step (a call runs as many steps as its longest row) and speed-up over the plain run. The last run
-samples from the same distribution with other random numbers, so its responses (and their lengths)
-differ: compare its wall time per decoding step. Use an SFT folder as `--model` to see a trained
-policy's figures (it closes its answer and writes EOS itself; the untouched model rambles).
+step (a call runs as many steps as its longest row) and speed-up over the plain run. The
+race-sampling run (and the bf16 runs after it) sample from the same distribution with other random
+numbers, so their responses (and lengths) differ: compare wall time per decoding step. Use an
+SFT folder as `--model` to see a trained policy's figures (it closes its answer and writes EOS
+itself; the untouched model rambles).
 """
 
 from __future__ import annotations
