@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from sdar_agent.config import ModelConfig
+from sdar_agent.hardware import check_cpu_bfloat16
 from sdar_envs.cache import cache_dir
 
 logger = logging.getLogger(__name__)
@@ -43,10 +44,17 @@ def pick_device(cfg: ModelConfig) -> torch.device:
 
 
 def compute_dtype(cfg: ModelConfig, device: torch.device) -> torch.dtype:
-    """The dtype of forward passes for `model.compute_dtype` on `device` (`auto`: bfloat16 on GPU, float32 on CPU)."""
+    """The dtype of forward passes for `model.compute_dtype` on `device` (`auto`: bfloat16 on GPU, float32 on CPU).
+
+    bfloat16 on a CPU whose bf16 matmul is not much faster than its float32 one is kept (it is
+    what was asked for) with one warning per process (`hardware.check_cpu_bfloat16`).
+    """
     if cfg.compute_dtype == "auto":
         return torch.bfloat16 if device.type == "cuda" else torch.float32
-    return getattr(torch, cfg.compute_dtype)
+    dtype = getattr(torch, cfg.compute_dtype)
+    if dtype == torch.bfloat16 and device.type == "cpu":
+        check_cpu_bfloat16()
+    return dtype
 
 
 def autocast(device: torch.device, dtype: torch.dtype) -> Any:

@@ -199,3 +199,31 @@ def test_a_cpu_peak_is_measured_in_the_compute_dtype():
     assert peak_flops(cpu, torch.bfloat16) == cpu_matmul_flops(dtype=torch.bfloat16) > 0
     assert peak_flops(cpu, torch.float32) == cpu_matmul_flops(dtype=torch.float32) > 0
     assert peak_flops(cpu, torch.float16) is None  # not measured: no share reported
+
+
+@pytest.mark.parametrize(("bf16_gflops", "warned"), [(120.0, True), (700.0, False)])
+def test_bfloat16_compute_on_a_cpu_without_fast_bf16_matmuls_warns_once(monkeypatch, caplog, bf16_gflops, warned):
+    """`model.compute_dtype=bfloat16` on a CPU whose bf16 matmul is not 1.5x its fp32 one: kept, with one warning
+    naming the key and the faster setting; none where bf16 is fast, and none for float32 or `auto` on a CPU."""
+    from sdar_agent import hardware
+    from sdar_agent.config import ModelConfig
+    from sdar_agent.models import compute_dtype
+
+    timed = {torch.bfloat16: bf16_gflops * 1e9, torch.float32: 180e9}
+    monkeypatch.setattr(hardware, "cpu_matmul_flops", lambda dtype=torch.float32: timed[dtype])
+    hardware.check_cpu_bfloat16.cache_clear()
+    cpu = torch.device("cpu")
+    try:
+        with caplog.at_level("WARNING", logger="sdar_agent.hardware"):
+            assert compute_dtype(ModelConfig(compute_dtype="float32"), cpu) == torch.float32
+            assert compute_dtype(ModelConfig(), cpu) == torch.float32  # auto on a CPU
+            assert not caplog.records  # neither times anything
+            for _ in range(2):
+                assert compute_dtype(ModelConfig(compute_dtype="bfloat16"), cpu) == torch.bfloat16
+        messages = [r.getMessage() for r in caplog.records]
+        assert len(messages) == int(warned)
+        if warned:
+            assert "model.compute_dtype=float32" in messages[0] and "120 GFLOP/s against 180" in messages[0]
+    finally:
+        hardware.check_cpu_bfloat16.cache_clear()  # other tests time the real CPU
+
