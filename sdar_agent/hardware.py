@@ -49,8 +49,13 @@ def peak_flops(device: torch.device, dtype: torch.dtype) -> float | None:
 
 @functools.cache
 def cpu_matmul_flops(n: int = 1024, repeats: int = 8, dtype: torch.dtype = torch.float32) -> float:
-    """An n x n matmul's FLOP/s in `dtype` on this CPU with torch's threads (best of `repeats`)."""
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    """An n x n matmul's FLOP/s in `dtype` on this CPU with torch's threads (best of `repeats`).
+
+    Its operands come from a generator of its own: timing leaves the global random stream (a
+    run's sampling) where it was.
+    """
+    rng = torch.Generator().manual_seed(0)
+    a, b = (torch.randn(n, n, generator=rng).to(dtype) for _ in range(2))
     a @ b  # warm-up
     best = float("inf")
     for _ in range(repeats):

@@ -192,13 +192,17 @@ def test_teacher_scores_of_a_task_sharing_its_prefix_equal_each_sample_run_whole
 
 
 def test_a_cpu_peak_is_measured_in_the_compute_dtype():
-    """A bf16 run's `perf/train_peak_share` divides by a timed bf16 matmul, not the fp32 one."""
+    """A bf16 run's `perf/train_peak_share` divides by a timed bf16 matmul, not the fp32 one; timing it leaves the
+    global random stream alone (it once moved a run's samples depending on when the peak was first asked for)."""
     from sdar_agent.hardware import cpu_matmul_flops, peak_flops
 
     cpu = torch.device("cpu")
+    cpu_matmul_flops.cache_clear()  # timed here, whatever ran before
+    state = torch.get_rng_state()
     assert peak_flops(cpu, torch.bfloat16) == cpu_matmul_flops(dtype=torch.bfloat16) > 0
     assert peak_flops(cpu, torch.float32) == cpu_matmul_flops(dtype=torch.float32) > 0
     assert peak_flops(cpu, torch.float16) is None  # not measured: no share reported
+    assert torch.equal(torch.get_rng_state(), state)  # timing drew nothing from the run's random stream
 
 
 @pytest.mark.parametrize(("bf16_gflops", "warned"), [(120.0, True), (700.0, False)])
