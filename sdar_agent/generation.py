@@ -78,7 +78,7 @@ class HFGenerator:
     `sync_weights`). On a CPU with float32 weights the copy is the default for a bfloat16
     `compute_dtype`: autocast there recasts every frozen weight at every decoding step (it caches
     only trained ones), which made the demo's bf16 rollouts slower than fp32 ones (31.6 vs 51.2
-    tokens/s), while on the copy a decoding step runs ~1.8x faster than fp32
+    tokens/s), while on the copy a decoding step runs 1.5-2.3x faster than fp32
     (`benchmarks/generation.py --dtype bfloat16`). Either way samples come from the policy computed
     in `compute_dtype`, as a vLLM engine's do; the trainer's log-probs are recomputed by the policy
     under autocast. On a CPU, with float32 weights, the decoding steps' small products
