@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -65,14 +66,29 @@ def _positive_int(value: object, key: str) -> int:
 
 
 def _load_weights(model: Any, checkpoint: Path) -> None:
-    """Weights from a training checkpoint (accelerate's model.safetensors) into `model`."""
+    """Weights from a training checkpoint into `model`.
+
+    accelerate's model.safetensors, or an FSDP run's sharded `pytorch_model_fsdp_0/` (a torch
+    distributed checkpoint, read here in one process).
+    """
     from safetensors.torch import load_file
 
     from sdar_agent.models import load_trainable_state
 
+    sharded = checkpoint / "pytorch_model_fsdp_0"
+    if sharded.is_dir():
+        import torch.distributed.checkpoint as dcp
+
+        state = {"model": dict(model.state_dict())}  # filled in place, under the key FSDP saved it with
+        with warnings.catch_warnings():  # "assuming the intent is to load in a single process": it is
+            warnings.simplefilter("ignore", UserWarning)
+            dcp.load(state, checkpoint_id=str(sharded), no_dist=True)
+        load_trainable_state(model, state["model"])
+        return
     files = sorted(checkpoint.glob("model*.safetensors"))
     if not files:
-        raise FileNotFoundError(f"checkpoint={checkpoint}: no model*.safetensors in it.")
+        raise FileNotFoundError(f"checkpoint={checkpoint}: no model*.safetensors (nor an FSDP run's "
+                                f"pytorch_model_fsdp_0/) in it.")
     state = {}
     for f in files:
         state.update(load_file(str(f)))

@@ -433,8 +433,10 @@ def build_vllm_engine(policy: Any, tokenizer: Any, rollout: RolloutConfig, dtype
                max_model_len=rollout.max_prompt_tokens + rollout.max_response_tokens)
 
 
-def make_generator(rollout: RolloutConfig, policy: Any, tokenizer: Any, dtype: torch.dtype, seed: int) -> Generator:
-    """The backend `rollout.backend` names, on `policy`."""
+def make_generator(rollout: RolloutConfig, policy: Any, tokenizer: Any, dtype: torch.dtype, seed: int,
+                   weights_copy: bool | None = None) -> Generator:
+    """The backend `rollout.backend` names, on `policy` (`weights_copy`: `HFGenerator`'s)."""
     if rollout.backend == "vllm":
         return VLLMGenerator(policy, tokenizer, build_vllm_engine(policy, tokenizer, rollout, dtype, seed), seed)
-    return HFGenerator(policy, tokenizer, rollout.generation_batch_size, dtype, rollout.share_prompt_prefix)
+    return HFGenerator(policy, tokenizer, rollout.generation_batch_size, dtype, rollout.share_prompt_prefix,
+                       weights_copy=weights_copy)

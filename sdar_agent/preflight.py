@@ -135,9 +135,11 @@ def check_checkpoint(checkpoint: str) -> None:
         raise ConfigError(f"checkpoint={checkpoint!r} does not exist: give a run's final/ folder or one of its "
                           "checkpoints/step_N/ folders.")
     markers = ("config.json", "adapter_config.json")
-    if not any((path / m).is_file() for m in markers) and not any(path.glob("model*.safetensors")):
-        raise ConfigError(f"checkpoint={checkpoint!r} holds no model (no config.json, adapter_config.json or "
-                          "model*.safetensors): give a run's final/ folder or one of its checkpoints/step_N/ folders.")
+    fsdp = (path / "pytorch_model_fsdp_0").is_dir()  # an FSDP run's sharded checkpoint
+    if not any((path / m).is_file() for m in markers) and not any(path.glob("model*.safetensors")) and not fsdp:
+        raise ConfigError(f"checkpoint={checkpoint!r} holds no model (no config.json, adapter_config.json, "
+                          "model*.safetensors or pytorch_model_fsdp_0/): give a run's final/ folder or one of its "
+                          "checkpoints/step_N/ folders.")
 
 
 def check_resume(resume: str) -> None:

@@ -16,7 +16,8 @@ One step reads like the algorithm:
     5. log metrics, validate every `val_every` steps, checkpoint every `save_every` steps.
 
 Runs on one CPU, one GPU, or many processes through `accelerate launch` (rollouts split across
-processes, gradients averaged by DDP).
+processes, gradients averaged by DDP, or weights, gradients and optimizer state sharded by FSDP2:
+`sdar_agent.sharding`).
 """
 
 from __future__ import annotations
@@ -57,6 +58,16 @@ from sdar_agent.objective import ALGORITHMS, MicroBatch, objective_terms, total_
 from sdar_agent.preflight import env_class
 from sdar_agent.prompts import template_for
 from sdar_agent.rollout import RolloutBatch, Sample, SkillUse, collect
+from sdar_agent.sharding import (
+    broadcast_weights,
+    check_supported,
+    full_state_dict,
+    full_weights,
+    idle_loss,
+    is_sharded,
+    local_share,
+    make_accelerator,
+)
 from sdar_agent.tracking import Tracker, episode_summary
 from sdar_agent.workers import EnvPool
 from skillbank import SkillSelector
@@ -92,11 +103,9 @@ class Trainer:
     """Owns the model, optimizer, env pools and skill selector of one run; `train()` runs it."""
 
     def __init__(self, cfg: TrainConfig, stage: Literal["rl", "sft"] = "rl") -> None:
-        from accelerate import Accelerator
-
         self.cfg, self.stage = cfg, stage
         device = pick_device(cfg.model)
-        self.acc = Accelerator(cpu=device.type == "cpu")
+        self.acc = make_accelerator(cpu=device.type == "cpu")
         self.compute_dtype = compute_dtype(cfg.model, device)  # autocast over the stored weights
         world = self.acc.num_processes
         if cfg.rollout.tasks_per_step % world:
@@ -117,18 +126,27 @@ class Trainer:
         self.lr = cfg.sft.lr if stage == "sft" else cfg.algo.lr
         self.terms = objective_terms(self.algorithm, cfg.algo)
         self.needs = self.algorithm.needs(cfg.algo)
+        check_supported(self.acc, cfg.model.lora_rank, cfg.rollout.backend, self.needs)
         self.template = template_for(cfg.env.id, cfg.rollout.template)
         self.tokenizer = load_tokenizer(cfg.model)
         model, _ = load_policy(cfg.model, self.acc.device, self.tokenizer)
+        if is_sharded(self.acc):
+            broadcast_weights(model)
         self.ref = None  # the KL's reference: the initial policy (with LoRA, the base weights)
         if "reference" in self.needs and cfg.model.lora_rank == 0:
             self.ref = frozen_copy(model, self.compute_dtype)
-        self.params = [p for p in model.parameters() if p.requires_grad]
-        optimizer = torch.optim.AdamW(self.params, lr=self.lr, weight_decay=cfg.algo.weight_decay)
+        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=self.lr,
+                                      weight_decay=cfg.algo.weight_decay)
         self.model, self.optimizer = self.acc.prepare(model, optimizer)
+        self.params = [p for p in self.model.parameters() if p.requires_grad]  # FSDP replaces them with shards
+        if world > 1 and self.acc.is_main_process:
+            held, total = local_share(self.params)
+            logger.info("%d processes, %s: this one holds %s of %s trained parameters", world,
+                        "sharded (FSDP2)" if is_sharded(self.acc) else "data parallel (DDP)", f"{held:,}", f"{total:,}")
         self.acc.register_save_state_pre_hook(_drop_tied_copies)
         self.generator = make_generator(cfg.rollout, self.acc.unwrap_model(self.model), self.tokenizer,
-                                        self.compute_dtype, cfg.seed + self.acc.process_index)
+                                        self.compute_dtype, cfg.seed + self.acc.process_index,
+                                        weights_copy=False if is_sharded(self.acc) else None)
 
         self._val_pools: dict[str, EnvPool] = {}
         self.state = _LoopState(cfg.seed)
@@ -256,14 +274,15 @@ class Trainer:
                                             replace=len(self.task_ids) < cfg.rollout.tasks_per_step)
         mine = chosen[rank * self.tasks_per_rank : (rank + 1) * self.tasks_per_rank]
         start = time.perf_counter()
-        batch = collect(
-            self.generator, self.tokenizer, self.pool, self.template, [self.task_ids[i] for i in mine],
-            cfg.rollout.group_size, Sampling.from_config(cfg.rollout, answer_ends=self.template.answer_ends),
-            max_turns=cfg.env.max_turns, history_length=cfg.rollout.history_length,
-            max_prompt_tokens=cfg.rollout.max_prompt_tokens,
-            traj_offset=rank * self.pool.n, group_offset=rank * self.tasks_per_rank,
-            skills=self._skill_use(self.algorithm.skills_in_student, "teacher" in self.needs),
-        )
+        with full_weights(self.model, acc):
+            batch = collect(
+                    self.generator, self.tokenizer, self.pool, self.template, [self.task_ids[i] for i in mine],
+                cfg.rollout.group_size, Sampling.from_config(cfg.rollout, answer_ends=self.template.answer_ends),
+                max_turns=cfg.env.max_turns, history_length=cfg.rollout.history_length,
+                max_prompt_tokens=cfg.rollout.max_prompt_tokens,
+                traj_offset=rank * self.pool.n, group_offset=rank * self.tasks_per_rank,
+                skills=self._skill_use(self.algorithm.skills_in_student, "teacher" in self.needs),
+            )
         rollout_s = time.perf_counter() - start
         if self.skills is not None:  # every process applies every episode's feedback: one shared UCB state
             from accelerate.utils import gather_object
@@ -325,10 +344,11 @@ class Trainer:
         # Before any update: old log-probs (when the policy will move between mini-batches) and the
         # teacher's view (the pre-update policy with skills in its prompt), each one batched pass.
         single_update = len(minis) == 1 and cfg.algo.epochs == 1
-        old_logp = None if single_update else self._score_responses(samples, teacher=False)[0]
-        start = time.perf_counter()
-        teacher = self._score_responses(samples, teacher=True) if "teacher" in self.needs else None
-        teacher_s = time.perf_counter() - start
+        with full_weights(self.model, self.acc):
+            old_logp = None if single_update else self._score_responses(samples, teacher=False)[0]
+            start = time.perf_counter()
+            teacher = self._score_responses(samples, teacher=True) if "teacher" in self.needs else None
+            teacher_s = time.perf_counter() - start
         sums: dict[str, float] = defaultdict(float)
         train_tokens = 0
         for _ in range(cfg.algo.epochs):
@@ -371,8 +391,8 @@ class Trainer:
         for k in range(n_chunks):
             ctx = acc.no_sync(self.model) if k < n_chunks - 1 else contextlib.nullcontext()
             with ctx:
-                if k >= len(chunks):  # this process has run out: a zero-gradient pass keeps DDP in step
-                    acc.backward(sum(p.sum() for p in self.params) * 0.0)
+                if k >= len(chunks):  # this process has run out: a zero-loss pass keeps DDP / FSDP in step
+                    acc.backward(idle_loss(self.model, self.tokenizer.pad_token_id, acc.device))
                     continue
                 mb, tokens = self._micro_batch(samples, chunks[k], adv, old_logp, teacher, n_tokens)
                 loss, metrics = total_loss(self.terms, mb, cfg.algo)
@@ -501,7 +521,8 @@ class Trainer:
             if split not in self._val_pools:
                 per_rank = math.ceil(cfg.val_tasks / acc.num_processes)
                 self._val_pools[split] = EnvPool.from_config(cfg.env, split, per_rank)
-            summary = self._validate_split(self._val_pools[split])
+            with full_weights(self.model, acc):
+                summary = self._validate_split(self._val_pools[split])
             if i == 0:
                 metrics.update({f"val/{k}": v for k, v in summary.items()})
             if len(cfg.env.val_splits) > 1:
@@ -553,7 +574,8 @@ class Trainer:
         self.acc.load_state(str(path))
         self.generator.sync_weights()  # a generation copy of the weights (bf16 on a CPU) must take the loaded ones
         self.tracker.truncate_after(self.state.step)
-        logger.info("resumed from %s at step %d", path, self.state.step)
+        if self.acc.is_main_process:
+            logger.info("resumed from %s at step %d", path, self.state.step)
 
     def save_final(self) -> Path:
         """Write the HF model folder `final/`: into a fresh folder swapped in whole, never over old files.
@@ -563,10 +585,11 @@ class Trainer:
         """
         path = self.run_dir / "final"
         self.acc.wait_for_everyone()
+        state = full_state_dict(self.acc, self.model) if is_sharded(self.acc) else None  # all processes gather
         if self.acc.is_main_process:
             partial = path.with_name("final.partial")
             shutil.rmtree(partial, ignore_errors=True)
-            self.acc.unwrap_model(self.model).save_pretrained(partial)
+            self.acc.unwrap_model(self.model).save_pretrained(partial, state_dict=state)
             self.tokenizer.save_pretrained(partial)
             shutil.rmtree(path, ignore_errors=True)
             partial.rename(path)

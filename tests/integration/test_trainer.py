@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -169,28 +170,103 @@ def test_bad_config_fails_before_loading_a_model():
     assert "Did you mean 'group_size'" in result.stderr
 
 
+def launch_two_processes(config: str, out: Path, games: Path, *extra: str) -> subprocess.CompletedProcess:
+    """The trainer under `accelerate launch` with a shipped config, on 2 CPU processes (gloo) instead of GPUs.
+
+    (Not `--cpu`: with it accelerate runs a single process whatever `--num_processes` says.)
+    """
+    args = ["model.name=tiny", "name=mp", f"output_dir={out}", "steps=2", "save_every=0", "val_every=2",
+            "sft.episodes=0", "skills.strategy=ucb", "val_tasks=2", "env.num_workers=0",
+            "rollout.tasks_per_step=2", "rollout.group_size=2", "rollout.max_response_tokens=8", "env.max_turns=2",
+            "log.progress=false", "log.tensorboard=false", f"env.kwargs={{data_dir: {games}}}", *extra]
+    with socket.socket() as free:  # a port of its own: a run just finished may still hold the default one
+        free.bind(("127.0.0.1", 0))
+        port = str(free.getsockname()[1])
+    result = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+                             str(ROOT / "examples" / "accelerate" / config), "--num_processes", "2",
+                             "--main_process_port", port, "-m", "sdar_agent.train", "demo", *args],
+                            capture_output=True, text=True, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                            timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return result
+
+
+def metric_rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("algo", ["grpo", "sdar"])
 def test_two_process_accelerate_run(tmp_path, alfworld_games, algo):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    args = ["model.name=tiny", "name=ddp", f"output_dir={tmp_path}", "steps=2", "save_every=0", "val_every=2",
-            "sft.episodes=0",
-            f"algo.name={algo}", "skills.strategy=ucb",
-            "val_tasks=2", "env.num_workers=0", "rollout.tasks_per_step=2", "rollout.group_size=2",
-            "rollout.max_response_tokens=8", "env.max_turns=2", "log.progress=false", "log.tensorboard=false",
-            f"env.kwargs={{data_dir: {alfworld_games}}}"]
-    # the shipped DDP config, on 2 CPU processes (gloo) instead of its GPUs
-    result = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--config_file",
-                             str(ROOT / "examples" / "accelerate" / "ddp.yaml"), "--cpu", "--num_processes", "2",
-                             "-m", "sdar_agent.train", "demo", *args],
-                            capture_output=True, text=True, cwd=ROOT, env=env, timeout=600)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    rows = [json.loads(line) for line in (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()]
+    result = launch_two_processes("ddp.yaml", tmp_path, alfworld_games, f"algo.name={algo}")
+    assert "2 processes, data parallel (DDP)" in result.stderr
+    rows = metric_rows(tmp_path / "mp" / "metrics.jsonl")
     assert [r["step"] for r in rows] == [1, 2]
     assert rows[-1]["rollout/samples"] > 0 and "val/success_rate" in rows[-1]
     if algo == "sdar":
         assert 0 < rows[-1]["sdar/gate_mean"] < 1
-    assert (tmp_path / "ddp" / "final" / "model.safetensors").is_file()
+    assert (tmp_path / "mp" / "final" / "model.safetensors").is_file()
+
+
+@pytest.mark.slow
+def test_fsdp_run_shards_and_matches_data_parallel(tmp_path, alfworld_games):
+    """The shipped FSDP config on 2 processes: each holds half the weights, and an SFT stage then SDAR
+    give DDP's losses, gradient norms and final weights (float32; only summation order differs).
+
+    The SFT batch of 3 split over 2 processes in micro-batches of 1 leaves one process a micro-batch
+    short at each step (its zero-loss pass must keep the collectives in step); checkpoints are sharded
+    and `evaluate` reads them.
+    """
+    from safetensors.torch import load_file
+
+    from sdar_agent.evaluate import _load_weights
+
+    extra = ["algo.name=sdar", "sft.episodes=2", "sft.epochs=1", "sft.batch_size=3", "algo.micro_batch_size=1",
+             "model.compute_dtype=float32", "save_every=2"]
+    fsdp = launch_two_processes("fsdp.yaml", tmp_path / "fsdp", alfworld_games, *extra)
+    launch_two_processes("ddp.yaml", tmp_path / "ddp", alfworld_games, *extra)
+    assert "2 processes, sharded (FSDP2): this one holds" in fsdp.stderr
+    held, total = (int(n.replace(",", "")) for n in
+                   fsdp.stderr.split("this one holds ")[1].split(" trained")[0].split(" of "))
+    assert held < 0.6 * total
+    for stage in ("mp/sft", "mp"):
+        ddp_rows = metric_rows(tmp_path / "ddp" / stage / "metrics.jsonl")
+        fsdp_rows = metric_rows(tmp_path / "fsdp" / stage / "metrics.jsonl")
+        assert [r["step"] for r in fsdp_rows] == [r["step"] for r in ddp_rows]
+        for a, b in zip(ddp_rows, fsdp_rows, strict=True):
+            for key in ("sft/loss", "sdar/loss", "actor/grad_norm", "episode/return", "val/success_rate"):
+                assert (key in a) == (key in b), key
+                if key in a:
+                    assert b[key] == pytest.approx(a[key], rel=1e-4, abs=1e-7), (stage, a["step"], key)
+    ddp_final = load_file(str(tmp_path / "ddp" / "mp" / "final" / "model.safetensors"))
+    fsdp_final = load_file(str(tmp_path / "fsdp" / "mp" / "final" / "model.safetensors"))
+    assert ddp_final.keys() == fsdp_final.keys()  # the tied output head stored once, as save_pretrained does
+    for name, weight in ddp_final.items():
+        torch.testing.assert_close(fsdp_final[name], weight, rtol=0, atol=1e-6)
+    checkpoint = tmp_path / "fsdp" / "mp" / "checkpoints" / "step_000002"
+    assert (checkpoint / "pytorch_model_fsdp_0").is_dir() and not list(checkpoint.glob("*.safetensors"))
+    model, _ = load_policy(ModelConfig(name="tiny"), torch.device("cpu"))
+    _load_weights(model, checkpoint)
+    for name, weight in model.state_dict().items():
+        torch.testing.assert_close(weight, fsdp_final.get(name, fsdp_final["model.embed_tokens.weight"]))
+
+
+@pytest.mark.parametrize("lora, backend, needs, message", [
+    (8, "hf", {"teacher"}, "model.lora_rank=8: LoRA is not supported under FSDP"),
+    (0, "vllm", {"teacher"}, "rollout.backend=vllm: only the hf backend generates under FSDP"),
+    (0, "hf", {"teacher", "full_logits"}, "algo.divergence: the full-vocabulary divergences read the output head"),
+])
+def test_what_fsdp_does_not_run_is_refused_by_name(lora, backend, needs, message):
+    from types import SimpleNamespace
+
+    from accelerate.utils import DistributedType
+
+    from sdar_agent.config import ConfigError
+    from sdar_agent.sharding import check_supported
+
+    with pytest.raises(ConfigError, match=message):
+        check_supported(SimpleNamespace(distributed_type=DistributedType.FSDP), lora, backend, needs)
+    check_supported(SimpleNamespace(distributed_type=DistributedType.MULTI_GPU), lora, backend, needs)  # DDP: fine
 
 
 def test_evaluate_cli_on_a_trained_checkpoint(tmp_path, alfworld_games):
