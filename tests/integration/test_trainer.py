@@ -214,15 +214,17 @@ def test_fsdp_run_shards_and_matches_data_parallel(tmp_path, alfworld_games):
     give DDP's losses, gradient norms and final weights (float32; only summation order differs).
 
     The SFT batch of 3 split over 2 processes in micro-batches of 1 leaves one process a micro-batch
-    short at each step (its zero-loss pass must keep the collectives in step); checkpoints are sharded
-    and `evaluate` reads them.
+    short at each step (its zero-loss pass must keep the collectives in step); checkpoints are sharded,
+    a run resumed from step 1's repeats step 2, and `evaluate` reads them.
     """
+    import shutil
+
     from safetensors.torch import load_file
 
     from sdar_agent.evaluate import _load_weights
 
     extra = ["algo.name=sdar", "sft.episodes=2", "sft.epochs=1", "sft.batch_size=3", "algo.micro_batch_size=1",
-             "model.compute_dtype=float32", "save_every=2"]
+             "model.compute_dtype=float32", "save_every=1"]
     fsdp = launch_two_processes("fsdp.yaml", tmp_path / "fsdp", alfworld_games, *extra)
     launch_two_processes("ddp.yaml", tmp_path / "ddp", alfworld_games, *extra)
     assert "2 processes, sharded (FSDP2): this one holds" in fsdp.stderr
@@ -249,6 +251,16 @@ def test_fsdp_run_shards_and_matches_data_parallel(tmp_path, alfworld_games):
     _load_weights(model, checkpoint)
     for name, weight in model.state_dict().items():
         torch.testing.assert_close(weight, fsdp_final.get(name, fsdp_final["model.embed_tokens.weight"]))
+
+    shutil.copytree(tmp_path / "fsdp", tmp_path / "resumed")  # lose step 2; resume from step 1's shards
+    shutil.rmtree(tmp_path / "resumed" / "mp" / "checkpoints" / "step_000002")
+    shutil.rmtree(tmp_path / "resumed" / "mp" / "final")
+    launch_two_processes("fsdp.yaml", tmp_path / "resumed", alfworld_games, *extra,
+                         f"resume={tmp_path / 'resumed' / 'mp'}")
+    full, resumed = (metric_rows(tmp_path / run / "mp" / "metrics.jsonl")[-1] for run in ("fsdp", "resumed"))
+    assert resumed["step"] == 2
+    for key in ("sdar/loss", "actor/grad_norm", "actor/entropy", "val/success_rate"):
+        assert resumed[key] == pytest.approx(full[key], rel=1e-6), key
 
 
 @pytest.mark.parametrize("lora, backend, needs, message", [
