@@ -44,6 +44,9 @@ SHAPES: dict[str, dict[str, Any]] = {
     "qwen2.5-7b": dict(model_type="qwen2", hidden_size=3584, intermediate_size=18944, num_hidden_layers=28,
                        num_attention_heads=28, num_key_value_heads=4, max_position_embeddings=32768,
                        rope_theta=1e6, rms_norm_eps=1e-6, tie_word_embeddings=False),
+    "qwen2.5-0.5b": dict(model_type="qwen2", hidden_size=896, intermediate_size=4864, num_hidden_layers=24,
+                         num_attention_heads=14, num_key_value_heads=2, max_position_embeddings=32768,
+                         rope_theta=1e6, rms_norm_eps=1e-6, tie_word_embeddings=True),
     "tiny": dict(model_type="qwen2", hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                  num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
                  rope_theta=1e6, rms_norm_eps=1e-6, tie_word_embeddings=True),
@@ -68,18 +71,21 @@ DEFAULT_OVERRIDES = ["steps=1", "env.max_turns=2", "val_every=0", "save_every=0"
                      "log.progress=false", "skills.bank=alfworld"]
 
 
-def random_model_dir(shape: str) -> Path:
-    """A folder with a randomly initialised model of `shape` and the embedded tokenizer (made once, cached)."""
+def random_model_dir(shape: str, layers: int = 0) -> Path:
+    """A folder with a randomly initialised model of `shape` and the embedded tokenizer (made once, cached).
+
+    `layers` (where given) replaces the shape's number of decoder layers.
+    """
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     from sdar_agent.models import embedded_model_dir
     from sdar_envs.cache import cache_dir
 
-    target = cache_dir() / "models" / f"random-{shape}"
+    target = cache_dir() / "models" / (f"random-{shape}-{layers}l" if layers else f"random-{shape}")
     if (target / "config.json").is_file():
         return target
     tokenizer = AutoTokenizer.from_pretrained(embedded_model_dir("embedded:smollm2-135m-instruct", weights=False))
-    fields = dict(SHAPES[shape])
+    fields = dict(SHAPES[shape]) | ({"num_hidden_layers": layers} if layers else {})
     config = AutoConfig.for_model(fields.pop("model_type"), vocab_size=len(tokenizer), **fields,
                                   bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
                                   pad_token_id=tokenizer.pad_token_id)
