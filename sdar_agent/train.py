@@ -135,8 +135,14 @@ def run_cli(args: list[str], stages: Sequence[str], doc: str) -> int:
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    results = run(cfg, stages)
-    if int(os.environ.get("RANK", "0")) == 0:  # once, whatever the number of processes
+    first = int(os.environ.get("RANK", "0")) == 0  # says it once, whatever the number of processes
+    try:
+        results = run(cfg, stages)
+    except ConfigError as err:  # what only the trainer can check (its processes, what they run under)
+        if first:
+            print(f"error: {err}", file=sys.stderr)
+        return 2
+    if first:
         print(report(results))
     return 0
 

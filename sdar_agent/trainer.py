@@ -106,6 +106,7 @@ class Trainer:
         self.cfg, self.stage = cfg, stage
         device = pick_device(cfg.model)
         self.acc = make_accelerator(cpu=device.type == "cpu")
+        check_supported(self.acc, cfg.model.lora_rank, cfg.rollout.backend, ALGORITHMS[cfg.algo.name].needs(cfg.algo))
         self.compute_dtype = compute_dtype(cfg.model, device)  # autocast over the stored weights
         world = self.acc.num_processes
         if cfg.rollout.tasks_per_step % world:
@@ -126,7 +127,6 @@ class Trainer:
         self.lr = cfg.sft.lr if stage == "sft" else cfg.algo.lr
         self.terms = objective_terms(self.algorithm, cfg.algo)
         self.needs = self.algorithm.needs(cfg.algo)
-        check_supported(self.acc, cfg.model.lora_rank, cfg.rollout.backend, self.needs)
         self.template = template_for(cfg.env.id, cfg.rollout.template)
         self.tokenizer = load_tokenizer(cfg.model)
         model, _ = load_policy(cfg.model, self.acc.device, self.tokenizer)

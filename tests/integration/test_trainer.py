@@ -170,7 +170,8 @@ def test_bad_config_fails_before_loading_a_model():
     assert "Did you mean 'group_size'" in result.stderr
 
 
-def launch_two_processes(config: str, out: Path, games: Path, *extra: str) -> subprocess.CompletedProcess:
+def launch_two_processes(config: str, out: Path, games: Path, *extra: str, check: bool = True
+                         ) -> subprocess.CompletedProcess:
     """The trainer under `accelerate launch` with a shipped config, on 2 CPU processes (gloo) instead of GPUs.
 
     (Not `--cpu`: with it accelerate runs a single process whatever `--num_processes` says.)
@@ -187,7 +188,8 @@ def launch_two_processes(config: str, out: Path, games: Path, *extra: str) -> su
                              "--main_process_port", port, "-m", "sdar_agent.train", "demo", *args],
                             capture_output=True, text=True, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"},
                             timeout=600)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    if check:
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result
 
 
@@ -261,6 +263,16 @@ def test_fsdp_run_shards_and_matches_data_parallel(tmp_path, alfworld_games):
     assert resumed["step"] == 2
     for key in ("sdar/loss", "actor/grad_norm", "actor/entropy", "val/success_rate"):
         assert resumed[key] == pytest.approx(full[key], rel=1e-6), key
+
+
+@pytest.mark.slow
+def test_an_fsdp_launch_of_what_fsdp_does_not_run_stops_with_the_key_before_the_run_starts(tmp_path, alfworld_games):
+    result = launch_two_processes("fsdp.yaml", tmp_path, alfworld_games, "model.lora_rank=4", "model.train_layers=0",
+                                  check=False)
+    assert result.returncode != 0
+    assert result.stderr.count("error: model.lora_rank=4: LoRA is not supported under FSDP") == 1
+    assert "Traceback" not in result.stderr.split("error: model.lora_rank")[0]
+    assert not (tmp_path / "mp").exists()
 
 
 @pytest.mark.parametrize("lora, backend, needs, message", [
