@@ -276,7 +276,7 @@ class Trainer:
         start = time.perf_counter()
         with full_weights(self.model, acc):
             batch = collect(
-                    self.generator, self.tokenizer, self.pool, self.template, [self.task_ids[i] for i in mine],
+                self.generator, self.tokenizer, self.pool, self.template, [self.task_ids[i] for i in mine],
                 cfg.rollout.group_size, Sampling.from_config(cfg.rollout, answer_ends=self.template.answer_ends),
                 max_turns=cfg.env.max_turns, history_length=cfg.rollout.history_length,
                 max_prompt_tokens=cfg.rollout.max_prompt_tokens,
