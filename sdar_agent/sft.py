@@ -16,7 +16,6 @@ and writes `runs/<name>/sft/final/`, an HF model folder usable as `model.name=`.
 
 from __future__ import annotations
 
-import logging
 import sys
 from typing import Any
 
@@ -27,8 +26,6 @@ from sdar_agent.prompts import PromptTemplate, chat_ids, turn_prompt_ids
 from sdar_agent.rollout import Sample
 from sdar_agent.workers import make_env
 from skillbank import SkillSelector
-
-logger = logging.getLogger(__name__)
 
 
 def answer_ids(tokenizer: Any, answer: str, eos_ids: set[int]) -> list[int]:
@@ -74,7 +71,6 @@ def collect_demonstrations(cfg: TrainConfig, tokenizer: Any, template: PromptTem
     if not samples:
         raise RuntimeError(f"the expert of {cfg.env.id} won none of {n} episodes: no demonstrations to learn from.")
     summary = {"sft/episodes": float(n), "sft/expert_success_rate": wins / n, "sft/samples": float(len(samples))}
-    logger.info("collected %d expert turns from %d won of %d episodes", len(samples), wins, n)
     return samples, summary
 
 

@@ -177,6 +177,10 @@ class Trainer:
         eos = set(self.generator.eos_ids())
         skills = self.skills if self.skills is not None else None
         self.demos, self.demo_summary = collect_demonstrations(self.cfg, self.tokenizer, self.template, eos, skills)
+        if self.acc.is_main_process:  # every process plays the same episodes; one says so
+            summary = self.demo_summary
+            logger.info("collected %d expert turns from %d won of %d episodes", len(self.demos),
+                        round(summary["sft/expert_success_rate"] * summary["sft/episodes"]), summary["sft/episodes"])
         rng = np.random.default_rng(self.cfg.seed)
         self.demo_order = np.concatenate([rng.permutation(len(self.demos)) for _ in range(sft.epochs)])
         self.steps = math.ceil(len(self.demo_order) / sft.batch_size)
