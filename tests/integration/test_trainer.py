@@ -216,7 +216,7 @@ def test_fsdp_run_shards_and_matches_data_parallel(tmp_path, alfworld_games):
     give DDP's losses, gradient norms and final weights (float32; only summation order differs).
 
     The SFT batch of 3 split over 2 processes in micro-batches of 1 leaves one process a micro-batch
-    short at each step (its zero-loss pass must keep the collectives in step); checkpoints are sharded,
+    short at a step (its zero-loss pass must keep the collectives in step); checkpoints are sharded,
     a run resumed from step 1's repeats step 2, and `evaluate` reads them.
     """
     import shutil
