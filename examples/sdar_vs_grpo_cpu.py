@@ -128,7 +128,8 @@ def plot(start: dict[int, dict], runs: dict[str, dict[int, list[dict]]], out: Pa
             curves.append(points)
         steps = sorted(set.intersection(*(set(c) for c in curves)))
         values = np.array([[c[s] for s in steps] for c in curves])
-        mean, std = values.mean(axis=0), values.std(axis=0)
+        # The sample standard deviation over seeds, as the table's (statistics.stdev).
+        mean, std = values.mean(axis=0), values.std(axis=0, ddof=1 if len(curves) > 1 else 0)
         ax.plot(steps, mean, marker="o", label=f"{algo} (n={len(curves)} seeds)")
         ax.fill_between(steps, mean - std, mean + std, alpha=0.2)
     ax.set_xlabel("RL step (0 = the SFT model)")
