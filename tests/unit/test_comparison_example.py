@@ -53,7 +53,7 @@ def test_plot_writes_the_curve(example, tmp_path):
     assert (tmp_path / "comparison.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_finished_runs_are_reused_and_unfinished_ones_are_not(example, tmp_path):
+def test_finished_runs_and_start_validations_are_reused(example, tmp_path):
     run = tmp_path / "grpo-seed0"
     (run / "final").mkdir(parents=True)
     (run / "final" / "config.json").write_text("{}")
