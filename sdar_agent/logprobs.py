@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import Any
@@ -14,6 +15,9 @@ from sdar_agent.losses import entropy_from_logits
 
 MIN_SHARED_PREFIX = 16
 """Fewest shared leading tokens worth one extra forward: below this, rows are run whole."""
+
+RUN_COST = 64
+"""What one more forward costs `plan_micro_batches`, in tokens run."""
 
 CACHE = "cache" if "cache" in {f.name for f in fields(CausalLMOutputWithPast)} else "past_key_values"
 """The name of a model's KV cache argument and output: transformers 5.24 renamed `past_key_values`."""
@@ -37,6 +41,46 @@ def usable_prefix_length(prompts: Sequence[Sequence[int]]) -> int:
     """
     n = shared_prefix_length(prompts, keep=1) if len(prompts) > 1 else 0
     return n if n >= MIN_SHARED_PREFIX else 0
+
+
+def plan_micro_batches(prompts: Sequence[Sequence[int]], response_lengths: Sequence[int], size: int,
+                       cached: int = 0) -> list[list[int]]:
+    """Micro-batches of at most `size` rows, for passes without gradient, that run the fewest tokens.
+
+    Such a pass runs a micro-batch's shared leading tokens once (`pack(..., share_prefix=True)`,
+    `extend_cache`), then each row's rest of prompt and its response, padded to the longest. The
+    rows are sorted by their prompt tokens, so that rows sharing long prefixes (the same turn of a
+    group's rollouts, the same state reached twice) are neighbours, then cut into runs of
+    neighbours by dynamic programming over that count: the micro-batch's shared tokens beyond the
+    first `cached` (a cache made once for all micro-batches: every prompt must be longer than it)
+    plus rows x its longest rest. Returns lists of indices into `prompts`; a micro-batch's shared
+    prefix is `usable_prefix_length` of its prompts (at least `cached`).
+    """
+    if size < 1:
+        raise ValueError(f"size={size}: a micro-batch holds at least one row")
+    order = sorted(range(len(prompts)), key=lambda i: (prompts[i], response_lengths[i]))
+    # leading tokens each sorted prompt shares with the next; a run's shared prefix is their minimum
+    common = [shared_prefix_length([prompts[a], prompts[b]], keep=0)
+              for a, b in zip(order[:-1], order[1:], strict=True)]
+    n = len(order)
+    best, cut = [0] + [math.inf] * n, [0] * (n + 1)  # fewest tokens for the first k rows; where the last run starts
+    for end in range(1, n + 1):
+        shared, shortest, longest = math.inf, math.inf, 0
+        for start in range(end - 1, max(end - size, 0) - 1, -1):  # the run order[start:end], growing leftwards
+            i = order[start]
+            if start < end - 1:
+                shared = min(shared, common[start])
+            shortest, longest = min(shortest, len(prompts[i])), max(longest, len(prompts[i]) + response_lengths[i])
+            usable = min(shared, shortest - 1) if start < end - 1 else 0  # as usable_prefix_length: one token kept
+            prefix = max(usable if usable >= MIN_SHARED_PREFIX else 0, cached)
+            tokens = best[start] + RUN_COST + (prefix - cached) + (end - start) * (longest - prefix)
+            if tokens <= best[end]:  # ties go to the longer run: fewer forwards
+                best[end], cut[end] = tokens, start
+    runs, end = [], n
+    while end:
+        runs.append(order[cut[end] : end])
+        end = cut[end]
+    return runs[::-1]
 
 
 def pack(prompts: Sequence[list[int]], responses: Sequence[list[int]], pad_id: int,
@@ -87,7 +131,8 @@ def prefix_cache(model: Any, prefix_ids: torch.Tensor, rows: int) -> Any:
     None for a model whose cache cannot be repeated across rows.
     """
     device = next(model.parameters()).device
-    cache = model(input_ids=prefix_ids[None].to(device), use_cache=True)[CACHE]
+    # only the cache is wanted: the LM head runs on the last position alone
+    cache = model(input_ids=prefix_ids[None].to(device), use_cache=True, logits_to_keep=1)[CACHE]
     if not hasattr(cache, "batch_repeat_interleave"):
         return None
     cache.batch_repeat_interleave(rows)
@@ -105,7 +150,7 @@ def extend_cache(model: Any, cache: Any, ids: torch.Tensor) -> Any:
     """A copy of a one-row KV cache with `ids` (N,) run on after it; `cache` is left as it is."""
     extended = copy.deepcopy(cache)
     device = next(model.parameters()).device
-    model(input_ids=ids[None].to(device), use_cache=True, **{CACHE: extended})
+    model(input_ids=ids[None].to(device), use_cache=True, logits_to_keep=1, **{CACHE: extended})
     return extended
 
 

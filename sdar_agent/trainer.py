@@ -49,11 +49,20 @@ from sdar_agent.logprobs import (
     extend_cache,
     output_head,
     pack,
+    plan_micro_batches,
     prefix_cache,
     response_logprobs,
     usable_prefix_length,
 )
-from sdar_agent.models import autocast, compute_dtype, frozen_copy, load_policy, load_tokenizer, pick_device
+from sdar_agent.models import (
+    autocast,
+    compute_dtype,
+    frozen_copy,
+    linears_cast_once,
+    load_policy,
+    load_tokenizer,
+    pick_device,
+)
 from sdar_agent.objective import ALGORITHMS, MicroBatch, objective_terms, total_loss
 from sdar_agent.preflight import env_class
 from sdar_agent.prompts import template_for
@@ -348,22 +357,28 @@ class Trainer:
         # Before any update: old log-probs (when the policy will move between mini-batches) and the
         # teacher's view (the pre-update policy with skills in its prompt), each one batched pass.
         single_update = len(minis) == 1 and cfg.algo.epochs == 1
-        with full_weights(self.model, self.acc):
+        with full_weights(self.model, self.acc), self._cast_once():
             old_logp = None if single_update else self._score_responses(samples, teacher=False)[0]
             start = time.perf_counter()
             teacher = self._score_responses(samples, teacher=True) if "teacher" in self.needs else None
             teacher_s = time.perf_counter() - start
         sums: dict[str, float] = defaultdict(float)
         train_tokens = 0
-        for _ in range(cfg.algo.epochs):
-            for mini in minis:
-                stats, tokens = self._optimizer_step(samples, mini, adv, old_logp, teacher)
-                train_tokens += tokens
-                for key, value in stats.items():
-                    sums[key] += value / (cfg.algo.epochs * len(minis))
+        with self._cast_once(frozen_only=True):
+            for _ in range(cfg.algo.epochs):
+                for mini in minis:
+                    stats, tokens = self._optimizer_step(samples, mini, adv, old_logp, teacher)
+                    train_tokens += tokens
+                    for key, value in stats.items():
+                        sums[key] += value / (cfg.algo.epochs * len(minis))
         return {**sums, "actor/lr": self.lr, "rollout/samples": float(len(samples)),
                 "actor/optimizer_steps": float(cfg.algo.epochs * len(minis)), "perf/teacher_s": teacher_s,
                 "_train_tokens": train_tokens}
+
+    def _cast_once(self, frozen_only: bool = False) -> Any:
+        """`linears_cast_once` on a CPU, unsharded: GPUs (unmeasured there) keep autocast's casts and their memory."""
+        return linears_cast_once(self.model, self.compute_dtype, frozen_only=frozen_only,
+                                 enabled=self.acc.device.type == "cpu" and not is_sharded(self.acc))
 
     def _mini_batches(self, n: int) -> list[list[int]]:
         """This process's sample indices per optimizer step; every process takes the same number of steps.
@@ -451,25 +466,25 @@ class Trainer:
         prompts = [(s.teacher_prompt_ids or s.prompt_ids) if teacher else s.prompt_ids for s in samples]
         logps: list[torch.Tensor] = [torch.zeros(0)] * len(samples)
         hiddens: list[torch.Tensor] = [torch.zeros(0)] * len(samples) if want_hidden else []
-        micro = self.cfg.algo.micro_batch_size
-        # Micro-batches of one task's samples (one skills text, one task), length-sorted within it:
-        # little padding, and the leading tokens all the task's samples share run once for all
-        # its micro-batches (their KV cache repeated across each micro-batch's rows).
+        # Micro-batches of one task's samples (one skills text, one task), planned to run the fewest
+        # tokens: the leading tokens all the task's samples share run once for all its micro-batches
+        # (their KV cache repeated across each micro-batch's rows), and rows that share more (the
+        # same turn of a group's rollouts) go together and run that once too.
         groups: dict[int, list[int]] = {}
-        for i in sorted(range(len(samples)), key=lambda i: (samples[i].group,
-                                                            len(prompts[i]) + len(samples[i].response_ids))):
+        for i in range(len(samples)):
             groups.setdefault(samples[i].group, []).append(i)
         for members in groups.values():
             n_prefix = usable_prefix_length([prompts[i] for i in members])
+            plan = plan_micro_batches([prompts[i] for i in members], [len(samples[i].response_ids) for i in members],
+                                      self.cfg.algo.micro_batch_size, cached=n_prefix)
             prefix_kv = None
-            if n_prefix and len(members) > micro:
+            if n_prefix and len(plan) > 1:
                 with autocast(self.acc.device, self.compute_dtype):
                     prefix_kv = prefix_cache(self.model, torch.tensor(prompts[members[0]][:n_prefix]), 1)
-            for k in range(0, len(members), micro):
-                chunk = members[k : k + micro]
+            for run in plan:
+                chunk = [members[k] for k in run]
                 kv, n = prefix_kv, n_prefix
                 with autocast(self.acc.device, self.compute_dtype):
-                    # a micro-batch's rows may share more (the same turn of a group's rollouts): run the rest once too
                     n_chunk = usable_prefix_length([prompts[i] for i in chunk])
                     if kv is not None and n_chunk > n:
                         kv, n = extend_cache(self.model, kv, torch.tensor(prompts[chunk[0]][n:n_chunk])), n_chunk

@@ -186,22 +186,23 @@ def test_the_lm_head_gets_its_input_contiguous_on_the_policy_and_its_copies(tiny
     """`logits_to_keep` slices the final hidden states; the head (of the policy, its bf16 generation copy
     and a frozen reference copy) receives them contiguous, and computes the same logits as before."""
     from sdar_agent.generation import low_precision_copy
-    from sdar_agent.models import frozen_copy
+    from sdar_agent.models import dense_strides, frozen_copy
 
     model, _ = tiny
     torch.manual_seed(4)
-    ids = torch.randint(100, 4000, (3, 9))
-    for net in (model, low_precision_copy(model, torch.bfloat16), frozen_copy(model, torch.bfloat16)):
-        seen: list[bool] = []
-        probe = net.get_output_embeddings().register_forward_pre_hook(
-            lambda module, args, seen=seen: seen.append(args[0].is_contiguous()))  # after the contiguity hook
-        with torch.no_grad():
-            out = net(ids, logits_to_keep=4, output_hidden_states=True)
-        probe.remove()
-        last = out.hidden_states[-1][:, -4:, :]
-        assert not last.is_contiguous() and seen == [True]
-        head = net.get_output_embeddings()
-        assert torch.equal(out.logits, torch.nn.functional.linear(last.contiguous(), head.weight))
+    for rows in (3, 1):  # one row too: `contiguous()` calls its view contiguous whatever its first stride
+        ids = torch.randint(100, 4000, (rows, 9))
+        for net in (model, low_precision_copy(model, torch.bfloat16), frozen_copy(model, torch.bfloat16)):
+            seen: list[bool] = []
+            probe = net.get_output_embeddings().register_forward_pre_hook(  # after the contiguity hook
+                lambda module, args, seen=seen: seen.append(args[0].stride() == dense_strides(args[0].shape)))
+            with torch.no_grad():
+                out = net(ids, logits_to_keep=4, output_hidden_states=True)
+            probe.remove()
+            last = out.hidden_states[-1][:, -4:, :]
+            assert last.stride() != dense_strides(last.shape) and seen == [True]
+            head = net.get_output_embeddings()
+            assert torch.equal(out.logits, torch.nn.functional.linear(last.contiguous(), head.weight))
 
 
 def test_sampling_takes_the_templates_answer_ends_unless_switched_off():

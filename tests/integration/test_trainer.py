@@ -89,6 +89,84 @@ def test_a_tasks_shared_prefix_runs_once_for_all_its_micro_batches(tiny, monkeyp
         pack([prefix[:20] + [1], prefix + [2]], [[3], [4]], 0, share_prefix=True, prefix_length=len(prefix))
 
 
+def test_micro_batches_are_planned_to_run_each_turns_shared_tokens_once():
+    from sdar_agent.logprobs import plan_micro_batches
+
+    torch.manual_seed(6)
+    task = torch.randint(100, 4000, (30,)).tolist()  # skills and task: every sample's first tokens
+    turns = [torch.randint(100, 4000, (40,)).tolist() for _ in range(2)]  # what a turn's rollouts share
+    # turn 0 and turn 1 rows interleaved, their tails' lengths such that sorting by length mixes the turns
+    prompts = [task + turns[i % 2] + torch.randint(100, 4000, (3 + i,)).tolist() for i in range(6)]
+    lengths = [4] * 6
+    plan = plan_micro_batches(prompts, lengths, 3, cached=len(task))
+    assert sorted(map(sorted, plan)) == [[0, 2, 4], [1, 3, 5]]  # a turn's rows together: its 40 tokens run once
+    by_length = plan_micro_batches(prompts, lengths, 3)  # nothing cached: the same turns
+    assert sorted(map(sorted, by_length)) == [[0, 2, 4], [1, 3, 5]]
+    # identical prompts (a state reached twice) share a micro-batch; no plan leaves a row out or repeats one
+    same = [task + [7] * 20, task + [8] * 20, task + [7] * 20, task + [8] * 20]
+    assert sorted(map(sorted, plan_micro_batches(same, [5, 6, 7, 8], 2, cached=len(task)))) == [[0, 2], [1, 3]]
+    for size in (1, 2, 4, 7):
+        runs = plan_micro_batches(prompts, lengths, size)
+        assert sorted(i for run in runs for i in run) == list(range(6)) and all(0 < len(r) <= size for r in runs)
+    assert plan_micro_batches([], [], 4) == []
+    with pytest.raises(ValueError, match="size=0"):
+        plan_micro_batches(prompts, lengths, 0)
+
+
+def test_linears_cast_once_compute_what_autocast_computes(tiny):
+    from sdar_agent.models import autocast, linears_cast_once
+
+    model, _ = tiny
+    cpu = torch.device("cpu")
+    torch.manual_seed(7)
+    ids = torch.randint(100, 4000, (2, 12))
+    trained = [p for name, p in model.named_parameters() if "layers.1." in name]
+    step = dict(model.named_parameters())["model.layers.1.mlp.down_proj.weight"]  # what an optimizer step moves
+    kept = step.detach().clone()
+    for p in model.parameters():
+        p.requires_grad_(any(p is q for q in trained))
+
+    def loss_and_grads():
+        model.zero_grad(set_to_none=True)
+        with autocast(cpu, torch.bfloat16):
+            loss = model(ids).logits.float().logsumexp(-1).mean()
+        loss.backward()
+        return loss.detach(), [p.grad.clone() for p in trained]
+
+    try:
+        with torch.no_grad(), autocast(cpu, torch.bfloat16):
+            plain = model(ids).logits
+        plain_loss, plain_grads = loss_and_grads()
+        linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+        with linears_cast_once(model, torch.bfloat16):
+            with torch.no_grad(), autocast(cpu, torch.bfloat16):
+                assert torch.equal(model(ids).logits, plain)  # every weight cast once, the same casts
+                casts = [m._cast_once["cast"][0] for m in linears]
+                model(ids)
+            assert all(m._cast_once["cast"][0] is c for m, c in zip(linears, casts, strict=True))  # reused
+            assert {c.dtype for c in casts} == {torch.bfloat16}
+        with linears_cast_once(model, torch.bfloat16, frozen_only=True):
+            loss, grads = loss_and_grads()  # frozen weights cast once, trained ones by autocast: same gradients
+            assert torch.equal(loss, plain_loss)
+            assert all(torch.equal(a, b) for a, b in zip(grads, plain_grads, strict=True))
+            with torch.no_grad():
+                with autocast(cpu, torch.bfloat16):
+                    assert torch.equal(model(ids).logits, plain)
+                step.add_(0.5)  # an optimizer step inside the block (between autocast blocks, as the trainer's)
+                with autocast(cpu, torch.bfloat16):
+                    moved = model(ids).logits  # trained weights are never cast once: the step shows
+                assert not torch.equal(moved, plain)
+        assert all("forward" not in m.__dict__ and not hasattr(m, "_cast_once") for m in linears)  # undone
+        with torch.no_grad(), autocast(cpu, torch.bfloat16):
+            assert torch.equal(model(ids).logits, moved)
+    finally:
+        with torch.no_grad():
+            step.copy_(kept)  # the module's shared model as it was
+        for p in model.parameters():
+            p.requires_grad_(True)
+        model.zero_grad(set_to_none=True)
+
+
 @pytest.mark.parametrize("workers", [False, True])
 def test_rollout_on_alfworld_forms_groups(tiny, alfworld_games, workers):
     model, tokenizer = tiny
