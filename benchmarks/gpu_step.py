@@ -187,16 +187,16 @@ def weight_bytes(model_dir: Path, dtype_name: str) -> float:
 
 
 def table(results: dict[str, dict[str, Any]], bandwidth: float, weights: float) -> str:
-    rows = [("phase", *results)]
+    rows = [("phase", *results)]  # phases' seconds to the millisecond: a tiny model's teacher pass takes a few
 
     def add(label: str, fmt: str, value: Any) -> None:
         rows.append((label, *(fmt.format(value(r)) if value(r) is not None else "-" for r in results.values())))
 
-    add("rollout s", "{:.1f}", lambda r: r.get("perf/rollout_s"))
-    add("  generation s", "{:.1f}", lambda r: r.get("perf/generation_s"))
-    add("  env s", "{:.1f}", lambda r: r.get("perf/env_s"))
-    add("teacher pass s", "{:.1f}", lambda r: r.get("perf/teacher_s"))
-    add("update s (teacher incl.)", "{:.1f}", lambda r: r.get("perf/update_s"))
+    add("rollout s", "{:.3f}", lambda r: r.get("perf/rollout_s"))
+    add("  generation s", "{:.3f}", lambda r: r.get("perf/generation_s"))
+    add("  env s", "{:.3f}", lambda r: r.get("perf/env_s"))
+    add("teacher pass s", "{:.3f}", lambda r: r.get("perf/teacher_s"))
+    add("update s (teacher incl.)", "{:.3f}", lambda r: r.get("perf/update_s"))
     add("step wall s (incl. load)", "{:.1f}", lambda r: r["wall_s"])
     add("generation tokens/s", "{:,.0f}", lambda r: r.get("perf/generation_tokens_per_s"))
     add("rows per generate call", "{:.0f}", lambda r: r["rows_per_call"])
