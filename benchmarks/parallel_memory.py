@@ -65,7 +65,7 @@ def worker(out_dir: Path, overrides: list[str]) -> None:
     from sdar_agent.trainer import Trainer
 
     cfg = load_config("demo", overrides)
-    trainer = Trainer(cfg, stage="rl")
+    trainer = Trainer(cfg)
     try:
         start = time.perf_counter()
         trainer.train()

@@ -3,7 +3,7 @@
     python benchmarks/sft_step.py [--preset demo] [--steps 3] [--train-layers 0 10] [overrides ...]
 
 Collects the preset's expert demonstrations (its env, template and history window), then for each
-`--train-layers` value builds the SFT trainer (`Trainer(cfg, stage="sft")`) and times `--steps`
+`--train-layers` value builds the SFT trainer (`Trainer(cfg, SFT)`) and times `--steps`
 steps after one warm-up step. Prints, all measured in this one run: train tokens/s (prompt +
 response tokens through forward, backward and AdamW), the FLOP rate (2 x all parameters x tokens
 for the forward, 4 x trained parameters x tokens for the backward) and its share of this
@@ -22,6 +22,7 @@ from train_step import matmul_peak_gflops  # the script's own folder, benchmarks
 
 from sdar_agent.config import load_config
 from sdar_agent.models import compute_dtype
+from sdar_agent.stages import SFT
 from sdar_agent.trainer import Trainer
 
 
@@ -33,7 +34,7 @@ def time_sft(preset: str, train_layers: int, steps: int, overrides: list[str]) -
                                    "log.plot=false", *overrides])
         if cfg.sft.episodes == 0:
             raise SystemExit(f"preset {preset!r} has no sft stage (sft.episodes=0); pass sft.episodes=N.")
-        trainer = Trainer(cfg, stage="sft")
+        trainer = Trainer(cfg, SFT)
         try:
             if trainer.steps < steps + 1:
                 raise SystemExit(f"only {trainer.steps} SFT steps in {preset!r}; raise sft.episodes or lower --steps.")

@@ -83,7 +83,7 @@ def our_update(model, optimizer, prompts, responses, pad_id, micro: int) -> floa
     for k in range(0, len(prompts), micro):
         batch = pack(prompts[k : k + micro], responses[k : k + micro], pad_id)
         logp = response_logprobs(model, batch).logp
-        loss, _ = ppo_clip_loss(logp, logp.detach(), adv[k : k + micro], batch["response_mask"], n_tokens=n_tokens)
+        loss, *_ = ppo_clip_loss(logp, logp.detach(), adv[k : k + micro], batch["response_mask"], n_tokens=n_tokens)
         loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
     optimizer.step()

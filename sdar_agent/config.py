@@ -210,6 +210,9 @@ class AlgoConfig:
     """Divide by the group's std (GRPO); False keeps only the mean subtracted (Dr. GRPO)."""
     max_grad_norm: float = option(1.0, above(0))
     """Gradient norm clip before each AdamW step."""
+    max_nonfinite_steps: int = option(3, at_least(1))
+    """Optimizer steps in a row whose loss or gradient norm is not finite (each skipped with a
+    warning, counted in `actor/nonfinite_steps`) after which the run stops with an error."""
     micro_batch_size: int = option(4, at_least(1))
     """Samples per forward/backward; gradients accumulate over a mini-batch."""
     mini_batch_size: int = option(0, at_least(0))
@@ -275,6 +278,15 @@ class LogConfig:
 
 
 @dataclass
+class EvalConfig:
+    """How evaluations and validations play their fixed panel of tasks."""
+
+    samples: int = option(1, at_least(1))
+    """Episodes per task (avg@k): success is the mean over the panel's tasks x k episodes. With
+    `val_temperature` 0 (greedy) every sample of a task plays the same episode, so keep 1 there."""
+
+
+@dataclass
 class TrainConfig:
     """A whole training run: the nested configs plus the run's own settings."""
 
@@ -295,7 +307,8 @@ class TrainConfig:
     """Validate every N RL steps on `env.val_splits` (and at the end); 0 never. An SFT stage
     validates before its first step and after its last."""
     val_tasks: int = option(32, at_least(1))
-    """Tasks per validation split, one rollout each, spread evenly over the split."""
+    """Tasks per validation split (the panel: spread evenly over the split, the same every time),
+    `eval.samples` episodes each."""
     val_temperature: float = option(0.4, at_least(0))
     """Sampling temperature of validation (0: greedy; the reference: 0.4)."""
     resume: str = ""
@@ -311,6 +324,7 @@ class TrainConfig:
     skills: SkillsConfig = option(factory=SkillsConfig)
     sft: SFTConfig = option(factory=SFTConfig)
     log: LogConfig = option(factory=LogConfig)
+    eval: EvalConfig = option(factory=EvalConfig)
 
     @property
     def run_dir(self) -> Path:
@@ -438,12 +452,26 @@ def _set(root: Any, key: str, value: Any, source: str, full_key: str | None = No
             hint = f" Did you mean {close[0]!r}?" if close else f" Known keys: {sorted(fields)}."
             raise ConfigError(f"{source}: unknown config key {full_key!r} ({part!r} is not a key of {where}).{hint}")
         if i < len(parts) - 1:
-            obj = getattr(obj, part)
-            if not dataclasses.is_dataclass(obj):
+            inner = getattr(obj, part)
+            if isinstance(inner, dict):  # a mapping field (env.kwargs): the rest of the key is a key inside it
+                _set_in_mapping(inner, parts[i + 1 :], value, f"{source}: {'.'.join(parts[: i + 1])}")
+                return
+            if not dataclasses.is_dataclass(inner):
                 raise ConfigError(f"{source}: {'.'.join(parts[: i + 1])} is a value, not a section.")
+            obj = inner
     name = parts[-1]
     hint = typing.get_type_hints(type(obj))[name]
     setattr(obj, name, _coerce(value, hint, full_key, source))
+
+
+def _set_in_mapping(mapping: dict[str, Any], keys: list[str], value: Any, where: str) -> None:
+    """`mapping[k1][k2]... = value` for a dotted key inside a mapping field, making inner mappings as needed."""
+    for key in keys[:-1]:
+        inner = mapping.setdefault(key, {})
+        if not isinstance(inner, dict):
+            raise ConfigError(f"{where}.{key} is {inner!r}, not a mapping: cannot set {'.'.join(keys)} in it.")
+        mapping = inner
+    mapping[keys[-1]] = value
 
 
 def _is_number(value: Any) -> bool:

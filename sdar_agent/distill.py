@@ -87,14 +87,18 @@ def token_divergence_chunked(
     head_weight: torch.Tensor,
     kind: str,
     chunk: int = 64,
+    temperature: float = 1.0,
 ) -> torch.Tensor:
     """`token_divergence_dense` from hidden states, `chunk` positions at a time: (B, T, H) x 2 -> (B, T).
+
+    Both distributions are softmax(logits / `temperature`), the rollouts' sampling temperature.
 
     Each chunk's logits (B, chunk, V) are built, reduced and freed; in the backward pass they are
     recomputed (activation checkpointing), so memory is bounded by one chunk, not the sequence.
     """
     def piece(s: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        return token_divergence_dense(s @ head_weight.T, t @ head_weight.T.detach(), kind)
+        return token_divergence_dense((s @ head_weight.T) / temperature, (t @ head_weight.T.detach()) / temperature,
+                                      kind)
 
     out = []
     for start in range(0, student_hidden.shape[1], chunk):

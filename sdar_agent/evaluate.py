@@ -1,29 +1,24 @@
-"""Evaluate a policy on a split: success rate overall and per task type.
+"""Evaluation on a fixed panel of tasks: success with its 95 % interval, per task type, per task.
 
-    python -m sdar_agent.evaluate                                   # the demo's base model
-    python -m sdar_agent.evaluate demo checkpoint=runs/demo/final split=valid_unseen tasks=12
-
-Takes a preset and `key=value` overrides like `sdar_agent.train`, plus three keys of its own:
-`checkpoint` (a `final/` folder or a training checkpoint), `split` (default: the first of the
-preset's `env.val_splits`) and `tasks` (default: the preset's `val_tasks`). Checks all of it before
-anything loads; writes `eval.json` beside the checkpoint (or in the run folder) and prints a table.
+`evaluation_tasks` picks the panel (spread evenly over the split, the same for every evaluation of
+that split and size); `evaluate_policy` plays `samples` episodes of each panel task (avg@k;
+validation during training uses it); `evaluation_report` turns the episodes into the report a
+result can be re-checked from (panel, per-task outcomes, success with its Wilson interval, per
+task type); `evaluate_checkpoint` loads a saved model or a training checkpoint and evaluates it
+(the command line `python -m sdar_agent.evaluate`, in `sdar_agent.cli`); two reports of the same
+panel compare with `sdar_agent.stats.paired_comparison`.
 """
 
 from __future__ import annotations
 
 import json
-import sys
 import warnings
 from pathlib import Path
 from typing import Any
 
-from sdar_agent.config import ConfigError, TrainConfig, load_config, parse_command_line
-from sdar_agent.generation import Generator, Sampling
-from sdar_agent.prompts import PromptTemplate
-from sdar_agent.rollout import Episode, SkillUse, collect
+from sdar_agent.config import TrainConfig
+from sdar_agent.rollout import Agent, Episode, RolloutSettings, SkillUse, collect
 from sdar_agent.workers import EnvPool
-
-OWN_KEYS = ("checkpoint", "split", "tasks")
 
 
 def evaluation_tasks(task_ids: list[str], n: int) -> list[str]:
@@ -33,21 +28,21 @@ def evaluation_tasks(task_ids: list[str], n: int) -> list[str]:
     return [task_ids[i * len(task_ids) // n] for i in range(n)]
 
 
-def evaluate_policy(generate: Generator, tokenizer: Any, pool: EnvPool, template: PromptTemplate, cfg: TrainConfig,
-                    sampling: Sampling, rank: int = 0, world: int = 1, n_tasks: int | None = None,
-                    skills: SkillUse | None = None) -> list[Episode]:
-    """One rollout per task on the pool's split; every process plays its share; all episodes, gathered.
+def evaluate_policy(agent: Agent, pool: EnvPool, settings: RolloutSettings, n_tasks: int, rank: int = 0,
+                    world: int = 1, skills: SkillUse | None = None, samples: int = 1) -> list[Episode]:
+    """`samples` episodes of each of the panel's `n_tasks` tasks; every process plays its share; all episodes, gathered.
 
-    `skills` (with `in_student=True`) evaluates with skills in the policy's prompt.
+    `skills` (with `in_student=True`) evaluates with skills in the policy's prompt. The pool needs
+    at least `samples` envs (a task's samples play side by side).
     """
-    tasks = evaluation_tasks(list(pool.call("task_ids")), n_tasks or cfg.val_tasks)
+    if pool.n < samples:
+        raise ValueError(f"eval.samples={samples} needs as many envs; the pool has {pool.n}")
+    tasks = evaluation_tasks(list(pool.call("task_ids")), n_tasks)
     mine = tasks[rank::world]
+    per_call = pool.n // samples
     episodes: list[Episode] = []
-    for start in range(0, len(mine), pool.n):
-        batch = collect(generate, tokenizer, pool, template, mine[start : start + pool.n], 1, sampling,
-                        max_turns=cfg.env.max_turns, history_length=cfg.rollout.history_length,
-                        max_prompt_tokens=cfg.rollout.max_prompt_tokens, skills=skills)
-        episodes += batch.episodes
+    for start in range(0, len(mine), per_call):
+        episodes += collect(agent, pool, mine[start : start + per_call], samples, settings, skills=skills).episodes
     if world > 1:
         from accelerate.utils import gather_object
 
@@ -55,14 +50,35 @@ def evaluate_policy(generate: Generator, tokenizer: Any, pool: EnvPool, template
     return episodes
 
 
-def _positive_int(value: object, key: str) -> int:
-    try:
-        number = int(str(value))
-    except ValueError:
-        raise ConfigError(f"{key}={value!r}: expected a whole number >= 1.") from None
-    if number < 1:
-        raise ConfigError(f"{key}={number}: expected >= 1.")
-    return number
+def outcomes_by_task(episodes: list[Episode]) -> dict[str, list[bool]]:
+    """Each task's wins in episode order (its k samples)."""
+    outcomes: dict[str, list[bool]] = {}
+    for e in episodes:
+        outcomes.setdefault(e.task_id, []).append(bool(e.won))
+    return outcomes
+
+
+def evaluation_report(episodes: list[Episode], panel: list[str], samples: int) -> dict[str, Any]:
+    """What an evaluation showed, re-checkable: the panel, each task's outcomes, success with its Wilson interval.
+
+    `wilson_95` treats the panel's tasks x k episodes as independent trials (with k > 1 a
+    task-level interval is wider); per task type the same over that type's episodes.
+    """
+    from sdar_agent.stats import wilson_interval
+    from sdar_agent.tracking import episode_summary
+
+    def rate(group: list[Episode]) -> dict[str, Any]:
+        wins = sum(e.won for e in group)
+        return {"success_rate": wins / max(len(group), 1), "wilson_95": list(wilson_interval(wins, len(group))),
+                "episodes": len(group), "tasks": len({e.task_id for e in group})}
+
+    by_type: dict[str, list[Episode]] = {}
+    for e in episodes:
+        by_type.setdefault(e.task_type, []).append(e)
+    return {"panel": list(panel), "samples": samples, **rate(episodes),
+            "per_task_type": {t: rate(group) for t, group in sorted(by_type.items())},
+            "outcomes": outcomes_by_task(episodes), "task_types": {e.task_id: e.task_type for e in episodes},
+            "summary": episode_summary(episodes)}
 
 
 def _load_weights(model: Any, checkpoint: Path) -> None:
@@ -95,29 +111,12 @@ def _load_weights(model: Any, checkpoint: Path) -> None:
     load_trainable_state(model, state)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Command line entry point; returns the exit status."""
+def load_for_evaluation(cfg: TrainConfig, checkpoint: Path | None) -> Agent:
+    """The agent of `cfg`'s model, or of the one saved at `checkpoint` (an HF folder, a LoRA adapter, a checkpoint)."""
     from sdar_agent.generation import make_generator
     from sdar_agent.models import compute_dtype, load_policy, load_tokenizer, pick_device
-    from sdar_agent.preflight import check_runnable
     from sdar_agent.prompts import template_for
-    from sdar_agent.tracking import episode_summary
-    from sdar_agent.train import usage
 
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if any(a in ("-h", "--help") for a in argv):
-        print(usage(__doc__))
-        return 0
-    try:
-        args = parse_command_line(argv, OWN_KEYS)
-        cfg = load_config(args.preset, args.overrides)
-        tasks = _positive_int(args.own.get("tasks", cfg.val_tasks), "tasks")
-        split = args.own.get("split", cfg.env.val_splits[0])
-        check_runnable(cfg, splits=[split], checkpoint=args.own.get("checkpoint"))
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    checkpoint = Path(args.own["checkpoint"]) if "checkpoint" in args.own else None
     if checkpoint is not None and (checkpoint / "config.json").is_file():
         cfg.model.name, cfg.model.lora_rank = str(checkpoint), 0  # a saved HF model
     adapter = checkpoint is not None and (checkpoint / "adapter_config.json").is_file()
@@ -130,34 +129,53 @@ def main(argv: list[str] | None = None) -> int:
         model = PeftModel.from_pretrained(model, str(checkpoint))
     elif checkpoint is not None and not (checkpoint / "config.json").is_file():
         _load_weights(model, checkpoint)
-    pool = EnvPool.from_config(cfg.env, split, min(tasks, 16))
-    available = len(pool.call("task_ids"))
-    if tasks > available:
-        print(f"note: split {split!r} of {cfg.env.id} holds {available} tasks; evaluating all {available} "
-              f"(tasks={tasks} asked for more)")
+    generator = make_generator(cfg.rollout, model, tokenizer, compute_dtype(cfg.model, device), cfg.seed)
+    return Agent(generator, tokenizer, template_for(cfg.env.id, cfg.rollout.template))
+
+
+def evaluate_checkpoint(cfg: TrainConfig, checkpoint: Path | None, split: str, tasks: int,
+                        out: Path | None = None) -> dict[str, Any]:
+    """Evaluate `cfg`'s model, or the one saved at `checkpoint`, on a panel of `tasks` tasks of `split`.
+
+    Plays `eval.samples` episodes per task at `val_temperature` and writes the report (also
+    returned, with its `path`) to `out`, by default `eval.json` beside the checkpoint, else in the
+    run folder.
+    """
+    import datetime
+
+    from sdar_agent.hardware import commit_id
+
+    _seed(cfg.seed)
+    agent = load_for_evaluation(cfg, checkpoint)
+    samples = cfg.eval.samples
+    pool = EnvPool.from_config(cfg.env, split, max(min(tasks, 16), samples))
     try:
-        generator = make_generator(cfg.rollout, model, tokenizer, compute_dtype(cfg.model, device), cfg.seed)
-        template = template_for(cfg.env.id, cfg.rollout.template)
-        episodes = evaluate_policy(generator, tokenizer, pool, template, cfg,
-                                   Sampling.from_config(cfg.rollout, cfg.val_temperature, template.answer_ends),
-                                   n_tasks=tasks)
+        panel = evaluation_tasks(list(pool.call("task_ids")), tasks)
+        available = len(pool.call("task_ids"))
+        settings = RolloutSettings.from_config(cfg, agent.template, cfg.val_temperature)
+        episodes = evaluate_policy(agent, pool, settings, n_tasks=tasks, samples=samples)
     finally:
         pool.close()
-    summary = episode_summary(episodes)
-    result = {"episodes": len(episodes), "summary": summary, "split": split, "model": cfg.model.name,
-              "checkpoint": str(checkpoint) if checkpoint else None}
-    out = (checkpoint if checkpoint is not None and checkpoint.is_dir() else cfg.run_dir) / "eval.json"
+    result = {"env": cfg.env.id, "env_kwargs": cfg.env.kwargs, "split": split, "tasks_available": available,
+              "model": cfg.model.name, "checkpoint": str(checkpoint) if checkpoint else None,
+              "temperature": cfg.val_temperature, "greedy": cfg.val_temperature == 0, "seed": cfg.seed,
+              "max_turns": cfg.env.max_turns, "commit": commit_id(), "date": datetime.date.today().isoformat(),
+              **evaluation_report(episodes, panel, samples)}
+    if out is None:
+        out = (checkpoint if checkpoint is not None and checkpoint.is_dir() else cfg.run_dir) / "eval.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
-    print(f"{cfg.env.id} split={split} model={cfg.model.name} checkpoint={checkpoint}")
-    for key, value in summary.items():
-        if key.startswith("success_rate/"):
-            print(f"  {key.split('/', 1)[1]:34s} {value:7.1%}")
-    print(f"  {'all':34s} {summary.get('success_rate', 0.0):7.1%}  ({len(episodes)} episodes)  -> {out}")
-    print(f"  {'mean task score':34s} {summary.get('score', 0.0):7.3f}  (info['score']: WebShop's reward, "
-          "Search-QA's F1)")
-    return 0
+    result["path"] = str(out)
+    return result
 
+
+def _seed(seed: int) -> None:
+    """Seed torch's sampling for an evaluation (the same seed, the same episodes)."""
+    import torch
+
+    torch.manual_seed(seed)
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from sdar_agent.cli import evaluate_main
+
+    raise SystemExit(evaluate_main())

@@ -8,6 +8,7 @@ static-cache path, vLLM) implements the same two methods and slots in without to
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,9 +18,9 @@ import torch
 from transformers import StoppingCriteria, StoppingCriteriaList
 
 from sdar_agent.config import RolloutConfig
-from sdar_agent.decoding import grouped_decode_attention, race_sampling, reserve_cache, weight_first_linears
+from sdar_agent.decoding import grouped_decode_attention
 from sdar_agent.logprobs import CACHE, prefix_cache, usable_prefix_length
-from sdar_agent.models import autocast
+from sdar_agent.models import autocast, contiguous_head_input
 
 
 @dataclass(frozen=True)
@@ -75,36 +76,31 @@ class HFGenerator:
     Forward passes run in `compute_dtype`: under autocast over the policy's weights, or, with
     `weights_copy`, on a copy of the policy whose parameters are stored in `compute_dtype`
     (`low_precision_copy`, 2 more bytes per parameter; refreshed at the first call after
-    `sync_weights`). On a CPU with float32 weights the copy is the default for a bfloat16
+    `sync_weights`). On a CPU with float32 weights the copy is the default for a narrower
     `compute_dtype`: autocast there recasts every frozen weight at every decoding step (it caches
-    only trained ones), which made the demo's bf16 rollouts slower than fp32 ones (31.6 vs 51.2
-    tokens/s), while on the copy a decoding step runs 1.5-2.3x faster than fp32
-    (`benchmarks/generation.py --dtype bfloat16`). Either way samples come from the policy computed
-    in `compute_dtype`, as a vLLM engine's do; the trainer's log-probs are recomputed by the policy
-    under autocast. On a CPU, with float32 weights, the decoding steps' small products
-    go through `weight_first_linears`, their attention through `grouped_decode_attention`, their
-    keys and values into room reserved for the whole sequence (`reserve_cache`), and their draws
-    through `race_sampling` (the last three also with the copy).
+    only trained ones). Either way samples come from the policy computed in `compute_dtype`, as a
+    vLLM engine's do; the trainer's log-probs are recomputed by the policy under autocast. Within
+    each call the LM head's input is made dense (`models.contiguous_head_input`) and, on a CPU,
+    decoding steps' attention runs per key/value head (`decoding.grouped_decode_attention`); both
+    are undone when the call returns. `benchmarks/generation.py` measures each saving.
     """
 
     def __init__(self, model: Any, tokenizer: Any, batch_size: int = 0,
                  compute_dtype: torch.dtype = torch.float32, share_prefix: bool = True,
-                 weight_first: bool = True, grouped_attention: bool = True, reserve: bool = True,
-                 race: bool = True, weights_copy: bool | None = None) -> None:
+                 grouped_attention: bool = True, contiguous_head: bool = True,
+                 weights_copy: bool | None = None) -> None:
         """`batch_size` caps the rows of one `generate` call; 0 sizes each call from free memory.
 
         `share_prefix`: the prompts' common leading tokens are run once per call and their keys and
-        values shared by every row (`rollout.share_prompt_prefix`). `weight_first=False` keeps
-        PyTorch's own linear layers on a CPU, `grouped_attention=False` transformers' own decoding
-        attention, `reserve=False` a KV cache that grows by concatenation (`reserve_cache`),
-        `race=False` PyTorch's own sampler (`race_sampling`; all four for comparisons).
+        values shared by every row (`rollout.share_prompt_prefix`). `grouped_attention=False` keeps
+        transformers' own decoding attention on a CPU, `contiguous_head=False` hands the LM head the
+        sliced hidden states as transformers does (both for comparisons).
         `weights_copy`: generate on a copy of the policy stored in `compute_dtype` (None: on a CPU
         when `compute_dtype` is narrower than the policy's weights; no copy when they match).
         """
         self.model, self.tokenizer, self.batch_size = model, tokenizer, batch_size
         self.compute_dtype, self.share_prefix = compute_dtype, share_prefix
-        self.weight_first, self.grouped_attention, self.reserve = weight_first, grouped_attention, reserve
-        self.race = race
+        self.grouped_attention, self.contiguous_head = grouped_attention, contiguous_head
         weights = next(model.parameters())
         narrower = compute_dtype.itemsize < weights.dtype.itemsize
         self.weights_copy = narrower and (weights.device.type == "cpu" if weights_copy is None else weights_copy)
@@ -129,11 +125,10 @@ class HFGenerator:
         model.eval()
         model.generation_config = self._neutral_config()
         try:
-            cpu = device.type == "cpu"
             fp32 = next(model.parameters()).dtype == torch.float32
             with autocast(device, self.compute_dtype if fp32 else torch.float32), \
-                    weight_first_linears(model, self.weight_first and cpu and fp32), \
-                    grouped_decode_attention(model, self.grouped_attention and cpu), race_sampling(self.race and cpu):
+                    grouped_decode_attention(model, self.grouped_attention and device.type == "cpu"), \
+                    contiguous_head_input(model) if self.contiguous_head else contextlib.nullcontext():
                 start = 0
                 while start < len(order):
                     rows = self.batch_size or rows_that_fit(
@@ -178,11 +173,6 @@ class HFGenerator:
         if cache is None:
             n_prefix = 0
         width = n_prefix + max(len(p) - n_prefix for p in prompts)
-        if self.reserve:
-            from transformers import DynamicCache
-
-            cache = reserve_cache(cache if cache is not None else DynamicCache(config=model.config),
-                                  width + sampling.max_new_tokens)
         if cache is not None:
             kwargs[CACHE] = cache
         input_ids = torch.full((len(prompts), width), pad, dtype=torch.long)

@@ -82,3 +82,43 @@ def check_cpu_bfloat16() -> bool:
                    "are likely slower than float32 here; model.compute_dtype=float32 is the faster setting.",
                    bf16 / 1e9, fp32 / 1e9)
     return False
+
+
+def describe_machine(device: torch.device | None = None) -> str:
+    """The machine a figure was measured on: cores, CPU model and its measured fp32 / bf16 matmul peaks; or the GPU."""
+    import os
+    import platform
+
+    if device is not None and device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)} ({os.cpu_count()} CPU cores)"
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), model)
+    except OSError:
+        pass
+    return (f"{torch.get_num_threads()} cores, {model}, fp32 {cpu_matmul_flops() / 1e9:.0f} / bf16 "
+            f"{cpu_matmul_flops(dtype=torch.bfloat16) / 1e9:.0f} GFLOP/s")
+
+
+def commit_id() -> str:
+    """The project's git commit (short), with `+` when tracked files differ from it; `unknown` outside a checkout."""
+    import subprocess
+    from pathlib import Path
+
+    here = Path(__file__).parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=10,
+                                cwd=here).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                               text=True, timeout=10, cwd=here).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return f"{commit}{'+' if dirty else ''}" if commit else "unknown"
+
+
+def measured_on(device: torch.device | None = None) -> str:
+    """The first cells of a benchmark's table row: `| date | machine | commit |`."""
+    import datetime
+
+    return f"| {datetime.date.today().isoformat()} | {describe_machine(device)} | {commit_id()} |"

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -12,6 +13,7 @@ import torch
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from sdar_agent.losses import entropy_from_logits
+from sdar_agent.models import autocast, contiguous_head_input
 
 MIN_SHARED_PREFIX = 16
 """Fewest shared leading tokens worth one extra forward: below this, rows are run whole."""
@@ -163,10 +165,13 @@ class ResponseScores:
     hidden: torch.Tensor | None = None  # (B, T, H) final hidden states that predict each response token
 
 
-def response_logprobs(model: Any, batch: dict[str, torch.Tensor], *, with_entropy: bool = False,
-                      entropy_grad: bool = False, with_hidden: bool = False,
+def response_logprobs(model: Any, batch: dict[str, torch.Tensor], *, temperature: float = 1.0,
+                      with_entropy: bool = False, entropy_grad: bool = False, with_hidden: bool = False,
                       prefix_kv: Any = None) -> ResponseScores:
     """Log-probs of the response tokens from one forward, and optionally entropies and hidden states.
+
+    Log-probs and entropies are those of softmax(logits / `temperature`): the distribution that
+    rollouts sampled at `rollout.temperature` (as verl and TRL score every pass).
 
     Only the last T + 1 positions go through the LM head (`logits_to_keep`), so memory does not
     grow with the prompt length. `with_entropy` adds the per-token entropies (without gradient
@@ -192,7 +197,7 @@ def response_logprobs(model: Any, batch: dict[str, torch.Tensor], *, with_entrop
                              "pack without share_prefix")
         inputs.update({CACHE: cache, "use_cache": True})
     out = model(**inputs, logits_to_keep=t_max + 1, output_hidden_states=with_hidden)
-    logits = out.logits[:, :-1, :].float()  # (B, T, V): position j predicts token j + 1
+    logits = out.logits[:, :-1, :].float() / temperature  # (B, T, V): position j predicts token j + 1
     targets = batch["input_ids"][:, -t_max:].to(device)  # (B, T)
     scores = ResponseScores(torch.log_softmax(logits, dim=-1).gather(-1, targets[..., None]).squeeze(-1))
     if with_entropy or entropy_grad:
@@ -207,3 +212,28 @@ def output_head(model: Any) -> torch.Tensor:
     """The LM head's weight (V, H), through any wrapper (DDP, peft)."""
     inner = model.module if hasattr(model, "module") else model
     return inner.get_output_embeddings().weight
+
+
+@dataclass(frozen=True)
+class Passes:
+    """How every forward pass of a stage computes, resolved once: device, precision, temperature.
+
+    The update, the old-log-prob, teacher and reference passes all score through `logprobs`, so
+    each runs under the same autocast and takes its log-probs at the same `temperature` (the
+    rollouts' sampling temperature; 1 for the SFT stage, which fits the demonstrations' text).
+    """
+
+    device: torch.device
+    dtype: torch.dtype  # autocast's compute dtype over the stored weights
+    temperature: float = 1.0
+
+    @contextmanager
+    def forward(self, model: Any) -> Iterator[None]:
+        """The block every forward of `model` runs in: autocast to `dtype`, the LM head's input made dense."""
+        with autocast(self.device, self.dtype), contiguous_head_input(model):
+            yield
+
+    def logprobs(self, model: Any, batch: dict[str, torch.Tensor], **options: Any) -> ResponseScores:
+        """`response_logprobs` of `model` on `batch` under this precision and temperature."""
+        with self.forward(model):
+            return response_logprobs(model, batch, temperature=self.temperature, **options)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import importlib.util
 import logging
 import shutil
-import types
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -63,49 +62,6 @@ def compute_dtype(cfg: ModelConfig, device: torch.device) -> torch.dtype:
 def autocast(device: torch.device, dtype: torch.dtype) -> Any:
     """A context that runs forward passes in `dtype` over fp32 weights (a no-op for float32)."""
     return torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
-
-
-@contextmanager
-def linears_cast_once(model: Any, dtype: torch.dtype, frozen_only: bool = False,
-                      enabled: bool = True) -> Iterator[None]:
-    """Within the block, `nn.Linear` layers of `model` under autocast to `dtype` reuse one cast of their weights.
-
-    Autocast casts a linear's float32 weight (and bias) to the compute dtype at every call and
-    caches the cast only for trained weights within one autocast block, so every micro-batch
-    recasts every frozen weight, and a pass without gradient every weight (on a CPU, casting once
-    took 4-12 % off the demo's teacher pass). Here each layer's cast is made at its first use in the block and
-    reused: the very tensors autocast would make, so outputs are unchanged. Calls that need the
-    weight's gradient, or run outside autocast to `dtype`, cast as autocast does. With
-    `frozen_only` only weights that need no gradient are cast once: they cannot change inside a
-    block that spans optimizer steps; without it the block must not span a change of the weights.
-    Layers with their own instance `forward` (other libraries' hooks) are left alone. The casts'
-    memory (2 bytes a parameter in bfloat16) is held for the block's duration.
-    """
-    patched = []
-    if enabled and dtype != torch.float32:
-        for module in model.modules():
-            if (isinstance(module, torch.nn.Linear) and "forward" not in module.__dict__
-                    and module.weight.dtype != dtype):
-                module.forward = types.MethodType(_cast_once_forward, module)
-                module._cast_once = {"dtype": dtype, "frozen_only": frozen_only, "cast": None}
-                patched.append(module)
-    try:
-        yield
-    finally:
-        for module in patched:
-            del module.forward, module._cast_once
-
-
-def _cast_once_forward(self: torch.nn.Linear, x: torch.Tensor) -> torch.Tensor:
-    state, device = self._cast_once, x.device.type
-    trains = self.weight.requires_grad and (state["frozen_only"] or torch.is_grad_enabled())
-    if trains or not torch.is_autocast_enabled(device) or torch.get_autocast_dtype(device) != state["dtype"]:
-        return torch.nn.functional.linear(x, self.weight, self.bias)
-    if state["cast"] is None:
-        with torch.no_grad():
-            bias = None if self.bias is None else self.bias.to(state["dtype"])
-            state["cast"] = (self.weight.to(state["dtype"]), bias)
-    return torch.nn.functional.linear(x, *state["cast"])
 
 
 def embedded_model_dir(name: str, weights: bool = True) -> Path:
@@ -251,29 +207,31 @@ def _base_model(cfg: ModelConfig, device: torch.device, tokenizer: Any) -> Any:
         )
     if model.generation_config is not None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
-    contiguous_head_input(model)
     return model.to(device)
 
 
-def contiguous_head_input(model: Any) -> None:
-    """Make the LM head's input contiguous before every product (a forward pre-hook; copies keep it).
+@contextmanager
+def contiguous_head_input(model: Any) -> Iterator[None]:
+    """Within the block, the LM head of `model` gets its input contiguous before every product.
 
     Causal LMs slice the final hidden states before the head (`logits_to_keep`: the last position
     at a prompt's first decoding step, the response positions for log-probs). `torch.matmul` cannot
     fold such a view of rows that are not adjacent into one product with the (V, H) weight, and
-    expands the weight into one copy per row instead: on the 2-core CPU, with SmolLM2's bf16 head,
-    16 rows' last positions took 1,170 ms that way against 5 ms contiguous (a whole generate call's
-    other 48 steps took ~4 s), 4 rows' last 49 positions 292 ms against 30 ms. Autocast, which
-    casts the input into a new tensor, hid it; a model stored in bfloat16 (the generation copy,
-    `model.weights_dtype=bfloat16`) met it. A single row is no exception: `Tensor.contiguous`
-    calls a (1, T, H) view contiguous whatever its first stride, and matmul then copied the
-    whole weight transposed per call (a scoring pass's one-row forward under bf16 autocast: 60
-    to 230 ms against 3 to 45 ms), so the copy is made whenever the strides are not the dense
-    ones. The copy costs one (B, T, H) write.
+    expands the weight into one copy per row instead; autocast, which casts the input into a new
+    tensor, hides it, and a model stored in bfloat16 (the generation copy) meets it. A single row is
+    no exception: `Tensor.contiguous` calls a (1, T, H) view contiguous whatever its first stride,
+    so the copy is made whenever the strides are not the dense ones. The copy costs one (B, T, H)
+    write; a forward pre-hook makes it, registered for the block only (`benchmarks/generation.py`
+    measures what it saves).
     """
-    head = model.get_output_embeddings()
-    if head is not None:
-        head.register_forward_pre_hook(_contiguous_input)
+    inner = model.module if hasattr(model, "module") else model  # through DDP
+    head = inner.get_output_embeddings()
+    handle = head.register_forward_pre_hook(_contiguous_input) if head is not None else None
+    try:
+        yield
+    finally:
+        if handle is not None:
+            handle.remove()
 
 
 def _contiguous_input(module: Any, args: tuple[Any, ...]) -> tuple[Any, ...]:

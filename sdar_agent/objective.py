@@ -53,7 +53,7 @@ from sdar_agent.distill import (
     skill_sd_loss,
     token_divergence_chunked,
 )
-from sdar_agent.losses import kl_loss, ppo_clip_loss, token_mean
+from sdar_agent.losses import approx_kl, kl_loss, ppo_clip_loss, token_mean
 
 Metrics = dict[str, torch.Tensor]
 
@@ -69,6 +69,7 @@ class MicroBatch:
     n_tokens: float  # response tokens in the whole mini-batch: the token-mean denominator
     entropy: torch.Tensor  # the student's per-token entropy (with its gradient under `entropy_grad`)
     step: int = 1  # the training step this update belongs to, counted from 1 (schedules)
+    temperature: float = 1.0  # the sampling temperature every distribution here is taken at
     teacher_logp: torch.Tensor | None = None  # `teacher`
     ref_logp: torch.Tensor | None = None  # `reference`
     hidden: torch.Tensor | None = None  # `full_logits`: (B, T, H) student states that predict y_t
@@ -120,9 +121,11 @@ def rlsd_policy_gradient(mb: MicroBatch, cfg: AlgoConfig) -> tuple[torch.Tensor,
 
 
 def _clipped_pg(mb: MicroBatch, adv: torch.Tensor, cfg: AlgoConfig) -> tuple[torch.Tensor, Metrics]:
-    loss, clipped = ppo_clip_loss(mb.logp, mb.old_logp, adv, mb.mask, clip_eps=cfg.clip_eps,
-                                  clip_eps_high=cfg.clip_eps_high, clip_ratio_c=cfg.clip_ratio_c, n_tokens=mb.n_tokens)
-    return loss, {"actor/pg_loss": loss.detach(), "actor/clipfrac": mb.mean(clipped.float())}
+    pg = ppo_clip_loss(mb.logp, mb.old_logp, adv, mb.mask, clip_eps=cfg.clip_eps, clip_eps_high=cfg.clip_eps_high,
+                       clip_ratio_c=cfg.clip_ratio_c, n_tokens=mb.n_tokens)
+    return pg.loss, {"actor/pg_loss": pg.loss.detach(), "actor/clipfrac": mb.mean(pg.clipped.float()),
+                     "actor/dual_clipfrac": mb.mean(pg.dual_clipped.float()),
+                     "actor/ppo_kl": mb.mean(approx_kl(mb.logp, mb.old_logp))}
 
 
 def gated_distillation(mb: MicroBatch, cfg: AlgoConfig, beta: float | None = None) -> tuple[torch.Tensor, Metrics]:
@@ -138,7 +141,8 @@ def gated_distillation(mb: MicroBatch, cfg: AlgoConfig, beta: float | None = Non
         loss = sdar_loss(mb.logp, teacher_logp, gate, mb.mask, mb.n_tokens)
     else:
         divergence = token_divergence_chunked(_need(mb.hidden, "full_logits"), _need(mb.teacher_hidden, "full_logits"),
-                                              _need(mb.head, "full_logits"), cfg.divergence, cfg.divergence_chunk)
+                                              _need(mb.head, "full_logits"), cfg.divergence, cfg.divergence_chunk,
+                                              mb.temperature)
         loss = divergence_loss(divergence, gate, mb.mask, mb.n_tokens)
     return loss, {
         "sdar/loss": loss.detach(),

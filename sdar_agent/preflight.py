@@ -10,7 +10,6 @@ do; the CLIs print it and exit 2.
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import importlib.util
 import os
@@ -18,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from sdar_agent.config import ConfigError, ModelConfig, TrainConfig
+from sdar_agent.workers import env_class
 
 
 def check_runnable(cfg: TrainConfig, *, splits: Sequence[str] = (), checkpoint: str | None = None,
@@ -45,34 +45,6 @@ def check_vllm() -> None:
 
     if not torch.cuda.is_available():
         raise ConfigError("rollout.backend=vllm needs a CUDA GPU and none is visible: use rollout.backend=hf.")
-
-
-def env_class(env_id: str) -> type:
-    """The class registered for `env_id` (its module is imported; the env is not made)."""
-    import gymnasium as gym
-
-    import sdar_envs  # noqa: F401  registers the sdar envs
-
-    module, _, name = env_id.rpartition(":")
-    if module:
-        try:
-            importlib.import_module(module)
-        except ImportError as err:
-            raise ConfigError(f"env.id={env_id!r}: cannot import {module!r} ({err}).") from None
-    if name not in gym.registry:
-        known = sorted(k for k in gym.registry if "/" in k)
-        close = difflib.get_close_matches(name, known, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else f" Registered: {known}."
-        raise ConfigError(f"env.id={env_id!r} is not a registered environment.{hint}")
-    entry = gym.spec(name).entry_point
-    if not isinstance(entry, str):
-        return entry
-    module_name, _, attribute = entry.partition(":")
-    try:
-        return getattr(importlib.import_module(module_name), attribute)
-    except ImportError as err:
-        raise ConfigError(f"env.id={env_id!r} needs a package that is not installed ({err}); "
-                          "install the env's extra, e.g. pip install 'sdar[all]'.") from None
 
 
 def check_env(env_id: str, splits: Sequence[str]) -> None:

@@ -98,18 +98,38 @@ class _Trajectory:
     skills: Retrieval | None = None
 
 
+@dataclass(frozen=True)
+class Agent:
+    """What plays a turn: a generation backend, its tokenizer, and the env's prompt template."""
+
+    generate: Generator
+    tokenizer: Any
+    template: PromptTemplate
+
+
+@dataclass(frozen=True)
+class RolloutSettings:
+    """How episodes are played: sampling, the turn limit, and how each turn's prompt is built."""
+
+    sampling: Sampling
+    max_turns: int
+    history_length: int  # past (observation, action) turns shown in the prompt
+    max_prompt_tokens: int
+
+    @classmethod
+    def from_config(cls, cfg: Any, template: PromptTemplate, temperature: float | None = None) -> RolloutSettings:
+        """A `TrainConfig`'s rollout settings; `temperature` overrides the sampling's (0 = greedy: validation)."""
+        return cls(Sampling.from_config(cfg.rollout, temperature, template.answer_ends), cfg.env.max_turns,
+                   cfg.rollout.history_length, cfg.rollout.max_prompt_tokens)
+
+
 def collect(
-    generate: Generator,
-    tokenizer: Any,
+    agent: Agent,
     pool: EnvPool,
-    template: PromptTemplate,
     task_ids: Sequence[str],
     group_size: int,
-    sampling: Sampling,
+    settings: RolloutSettings,
     *,
-    max_turns: int,
-    history_length: int,
-    max_prompt_tokens: int,
     traj_offset: int = 0,
     group_offset: int = 0,
     skills: SkillUse | None = None,
@@ -119,6 +139,8 @@ def collect(
     With `skills`, each trajectory gets skills retrieved for its task at reset: in the student's
     prompt (Skill-GRPO) and/or in a teacher prompt stored with each sample (SDAR family).
     """
+    tokenizer, template = agent.tokenizer, agent.template
+    max_tokens, history_length = settings.max_prompt_tokens, settings.history_length
     n = len(task_ids) * group_size
     if n > pool.n:
         raise ValueError(f"{n} rollouts need {n} env slots; the pool has {pool.n}.")
@@ -133,14 +155,14 @@ def collect(
             t.skills = skills.selector.retrieve(t.task_type, t.task)
     student_skills = skills is not None and skills.in_student
 
-    for turn in range(max_turns):
+    for turn in range(settings.max_turns):
         active = [t for t in trajs if t.alive]
         if not active:
             break
-        prompts = [_prompt(tokenizer, template, t, turn, history_length, max_prompt_tokens,
+        prompts = [_prompt(tokenizer, template, t, turn, history_length, max_tokens,
                            t.skills.text if student_skills and t.skills else "") for t in active]
         start = time.perf_counter()
-        responses = generate(prompts, sampling)
+        responses = agent.generate(prompts, settings.sampling)
         batch.generation_s += time.perf_counter() - start
         batch.generated_tokens += sum(len(r) for r in responses)
         texts = tokenizer.batch_decode(responses, skip_special_tokens=True)
@@ -151,7 +173,7 @@ def collect(
         for t, prompt, response, p in zip(active, prompts, responses, parsed, strict=True):
             teacher = None
             if skills is not None and skills.for_teacher and not isinstance(results[t.slot], Failure):
-                teacher = _teacher_prompt(tokenizer, template, t, turn, history_length, max_prompt_tokens,
+                teacher = _teacher_prompt(tokenizer, template, t, turn, history_length, max_tokens,
                                           skills.placement, prompt)
             sample = Sample(prompt, response, t.group, traj_offset + t.slot, turn, t.task_id, t.task_type, p.valid,
                             teacher_prompt_ids=teacher)

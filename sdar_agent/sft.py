@@ -1,4 +1,4 @@
-"""The SFT warm start: expert demonstrations of the env, then supervised fine-tuning on them.
+"""The SFT warm start's data: the env expert's episodes turned into demonstrations.
 
     python -m sdar_agent.sft demo                       # only the warm start of a preset (its `sft:` section)
     python -m sdar_agent.train demo                     # the warm start, then RL from it (when `sft.episodes` > 0)
@@ -8,7 +8,7 @@
 exactly as a rollout would: the same template, history window and (for Skill-GRPO) skills in the
 prompt; the response is the template's answer format with the expert's thought and action, ended
 by the chat template's end-of-turn token. The loss is on those response tokens only (the `sft`
-term of `objective.py`). Training runs on the RL trainer's loop (`Trainer(cfg, stage="sft")`:
+term of `objective.py`). Training runs on the RL trainer's loop (`Trainer(cfg, stages.SFT)`:
 the same accelerate loop, checkpoints, resume, metrics, curves and progress bar) in
 `runs/<name>/sft/`, validates before and after on the RL stage's held-out tasks with its sampling,
 and writes `runs/<name>/sft/final/`, an HF model folder usable as `model.name=`.
@@ -16,7 +16,6 @@ and writes `runs/<name>/sft/final/`, an HF model folder usable as `model.name=`.
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import numpy as np
@@ -124,12 +123,7 @@ def _demonstrate(env: Any, task_id: str, traj: int, cfg: TrainConfig, tokenizer:
     return samples if info["won"] else []
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Command line entry point: the SFT stage of a preset alone; returns the exit status."""
-    from sdar_agent.train import run_cli
-
-    return run_cli(list(sys.argv[1:] if argv is None else argv), stages=("sft",), doc=__doc__)
-
-
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from sdar_agent.cli import sft_main
+
+    raise SystemExit(sft_main())

@@ -8,6 +8,8 @@ drops that trajectory (with a logged warning) and the run goes on.
 
 from __future__ import annotations
 
+import difflib
+import importlib
 import logging
 import multiprocessing as mp
 import time
@@ -17,7 +19,7 @@ from typing import Any
 
 import gymnasium as gym
 
-from sdar_agent.config import EnvConfig
+from sdar_agent.config import ConfigError, EnvConfig
 
 logger = logging.getLogger(__name__)
 
@@ -31,11 +33,48 @@ def make_env(env_id: str, kwargs: dict[str, Any], max_turns: int) -> gym.Env:
     return gym.make(env_id, max_episode_steps=max_turns, **kwargs)
 
 
+def env_class(env_id: str) -> type:
+    """The class registered for `env_id` (its module is imported; the env is not made)."""
+    import sdar_envs  # noqa: F401  registers the sdar envs
+
+    module, _, name = env_id.rpartition(":")
+    if module:
+        try:
+            importlib.import_module(module)
+        except ImportError as err:
+            raise ConfigError(f"env.id={env_id!r}: cannot import {module!r} ({err}).") from None
+    if name not in gym.registry:
+        known = sorted(k for k in gym.registry if "/" in k)
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else f" Registered: {known}."
+        raise ConfigError(f"env.id={env_id!r} is not a registered environment.{hint}")
+    entry = gym.spec(name).entry_point
+    if not isinstance(entry, str):
+        return entry
+    module_name, _, attribute = entry.partition(":")
+    try:
+        return getattr(importlib.import_module(module_name), attribute)
+    except ImportError as err:
+        raise ConfigError(f"env.id={env_id!r} needs a package that is not installed ({err}); "
+                          "install the env's extra, e.g. pip install 'sdar[all]'.") from None
+
+
 @dataclass
 class Failure:
     """A slot that did not answer: its trajectory must be dropped."""
 
     reason: str
+
+
+def dispatch(env: gym.Env, command: str, payload: Any) -> Any:
+    """One pool request on `env`: `reset` (payload: its keyword arguments), `step` (an action), `call` (a name)."""
+    if command == "reset":
+        return env.reset(**payload)
+    if command == "step":
+        return env.step(payload)
+    if command == "call":
+        return getattr(env.unwrapped, payload)
+    raise ValueError(f"unknown command {command!r}")
 
 
 def _worker(conn, env_id: str, kwargs: dict[str, Any], max_turns: int) -> None:
@@ -50,15 +89,7 @@ def _worker(conn, env_id: str, kwargs: dict[str, Any], max_turns: int) -> None:
             conn.close()
             return
         try:
-            if command == "reset":
-                result = env.reset(**payload)
-            elif command == "step":
-                result = env.step(payload)
-            elif command == "call":
-                result = getattr(env.unwrapped, payload)
-            else:
-                raise ValueError(f"unknown command {command!r}")
-            conn.send(("ok", result))
+            conn.send(("ok", dispatch(env, command, payload)))
         except Exception:  # the env's own error: report it, the parent restarts this slot
             conn.send(("error", traceback.format_exc(limit=5)))
 
@@ -111,8 +142,6 @@ class EnvPool:
 
     def call(self, attribute: str) -> Any:
         """An attribute of slot 0's env (e.g. `task_ids`)."""
-        if not self.use_workers:
-            return getattr(self.envs[0].unwrapped, attribute)
         result = self._exchange({0: ("call", attribute)})[0]
         if isinstance(result, Failure):
             raise RuntimeError(f"{self.env_id}: could not read {attribute!r}: {result.reason}")
@@ -152,13 +181,8 @@ class EnvPool:
         return results
 
     def _local(self, i: int, command: str, payload: Any) -> Any:
-        env = self.envs[i]
         try:
-            if command == "reset":
-                return env.reset(**payload)
-            if command == "step":
-                return env.step(payload)
-            return getattr(env.unwrapped, payload)
+            return dispatch(self.envs[i], command, payload)
         except Exception:
             self.envs[i] = make_env(self.env_id, self.kwargs, self.max_turns)
             return Failure(f"env raised:\n{traceback.format_exc(limit=5)}")

@@ -28,6 +28,8 @@ from typing import Any
 import gymnasium as gym
 from gymnasium import spaces
 
+from sdar_envs.answers import GENERIC, PromptTemplate
+
 #: The `info` keys of every env, on every reset and step, and what they mean.
 INFO_KEYS: dict[str, str] = {
     "task": "the task's instruction text",
@@ -105,6 +107,8 @@ class TextEnv(gym.Env[str, str]):
     splits: tuple[str, ...] = ("train", "test")
     #: The env's default skill bank: a bundled bank name or a path (see `sdar_envs.wrappers`).
     skill_bank: str | None = None
+    #: How the agent is asked to answer and how its answer is read (`sdar_envs.answers`).
+    prompt_template: PromptTemplate = GENERIC
 
     def __init__(self, split: str = "train", render_mode: str | None = None) -> None:
         if split not in self.splits:

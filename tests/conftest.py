@@ -43,7 +43,7 @@ def lenient_template():
     from sdar_agent import prompts
     from tests.helpers import LENIENT, lenient_parse
 
-    prompts.TEMPLATES[LENIENT] = prompts.PromptTemplate(LENIENT, "You are a test agent.", parse=lenient_parse)
+    prompts.register_template(prompts.PromptTemplate(LENIENT, "You are a test agent.", parse=lenient_parse))
     yield LENIENT
     prompts.TEMPLATES.pop(LENIENT, None)
 

@@ -7,7 +7,7 @@ LENIENT = "test-lenient"
 
 def lenient_parse(text: str):
     """A random model never writes <think>/<action>: call even-length answers valid, so scores differ."""
-    from sdar_agent.parsing import ParsedAction
+    from sdar_envs.answers import ParsedAction
 
     return ParsedAction(text.strip()[:60].lower(), len(text) % 2 == 0, "" if len(text) % 2 == 0 else "odd")
 
@@ -65,3 +65,18 @@ def run_preset(tmp_path, preset, name, *extra):
         "log.progress=false", "log.tensorboard=false", "algo.lr=1e-3", "algo.micro_batch_size=4",
         "skills.budget_tokens=128", *extra,
     ]))
+
+
+def finite(row: dict, key: str) -> bool:
+    """Whether `row` (a metrics.jsonl line) holds a finite number under `key` (a non-finite one is written as null)."""
+    import math
+
+    value = row.get(key)
+    return isinstance(value, int | float) and math.isfinite(value)
+
+
+def undocumented(rows: list[dict]) -> list[str]:
+    """Keys of metrics rows that `sdar_agent.tracking.METRICS` does not describe."""
+    from sdar_agent.tracking import metric_for
+
+    return sorted({k for row in rows for k in row if k != "step" and metric_for(k) is None})

@@ -1,7 +1,9 @@
 """A complete small sdar environment: guess a secret number from "higher" / "lower" hints.
 
 This file, `guess_skills.json` and `play.py` are the documented way to add an environment:
-1. subclass `sdar_envs.TextEnv`: declare `splits` and `skill_bank`, list the tasks of a split
+1. subclass `sdar_envs.TextEnv`: declare `splits`, `skill_bank` and `prompt_template` (how the
+   agent is asked to answer and how its answer is read: `sdar_envs.answers.PromptTemplate`; the
+   generic `<think>` / `<action>` one when left out), list the tasks of a split
    (`self.set_tasks(task_ids, task_types)`), and implement `_start` (first observation) and `_act`
    (one action);
 2. optionally give it an expert (`expert_step`: the next action and a thought; the SFT stage
@@ -19,6 +21,7 @@ from gymnasium.envs.registration import register as gym_register
 from gymnasium.envs.registration import registry
 
 from sdar_envs import TextEnv
+from sdar_envs.answers import PromptTemplate
 from sdar_envs.core import ExpertStep, TaskStart, Transition
 
 ENV_ID = "examples/GuessNumber-v0"
@@ -52,6 +55,12 @@ class GuessNumberEnv(TextEnv):
 
     splits = ("train", "test")
     skill_bank = str(Path(__file__).with_name("guess_skills.json"))
+    prompt_template = PromptTemplate(
+        "guess_number",
+        "You are an agent guessing a secret number from higher / lower hints by typing actions.",
+        "First reason about what to do next inside <think> </think>. Then write exactly one action "
+        "inside <action> </action>: guess[n] with an integer n.",
+    )
 
     def __init__(self, split: str = "train", render_mode: str | None = None) -> None:
         super().__init__(split=split, render_mode=render_mode)

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from sdar_envs.alfworld import data
 from sdar_envs.alfworld.engine import AlfredEngine, EngineState, normalize
 from sdar_envs.alfworld.expert import World, demonstration_step, next_action
+from sdar_envs.answers import PromptTemplate
 from sdar_envs.core import ExpertStep, TaskStart, TextEnv, Transition
 
 NOTHING_HAPPENS = "Nothing happens."
@@ -73,6 +74,11 @@ class ALFWorldEnv(TextEnv):
 
     splits = data.SPLITS
     skill_bank = "alfworld"
+    prompt_template = PromptTemplate(
+        "alfworld",
+        "You are an agent in a text-based household simulator (ALFWorld). You move between "
+        "receptacles and use objects by typing commands.",
+    )
 
     def __init__(
         self,

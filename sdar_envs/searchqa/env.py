@@ -24,10 +24,11 @@ query encoder), with `corpus=` or `index_dir=` for the passage texts. `task_type
 
 from __future__ import annotations
 
+from sdar_envs.answers import PromptTemplate
 from sdar_envs.core import ExpertStep, TaskStart, TextEnv, Transition
 from sdar_envs.searchqa.data import Question, load_questions, load_split
 from sdar_envs.searchqa.generator import embedded_questions
-from sdar_envs.searchqa.protocol import MAX_QUERY_CHARS, REMINDER, parse_action
+from sdar_envs.searchqa.protocol import MAX_QUERY_CHARS, REMINDER, parse_action, parse_search_answer
 from sdar_envs.searchqa.retriever import RemoteRetriever, format_information, get_retriever
 from sdar_envs.searchqa.scoring import exact_match, token_f1
 
@@ -81,6 +82,17 @@ class SearchQAEnv(TextEnv):
 
     splits = ("train", "valid", "test")
     skill_bank = "searchqa"
+    prompt_template = PromptTemplate(
+        "searchqa",
+        "You answer questions with the help of a search engine over an encyclopedia. Each search "
+        "returns the top passages inside <information> </information>.",
+        "First reason inside <think> </think>. Then either search, writing <search> your query "
+        "</search>, or, when you know the answer, give it inside <answer> </answer> with no "
+        "explanation, for example <answer> Paris </answer>.",
+        parse=parse_search_answer,
+        answer="<think>{thought}</think>\n{action}",  # the env's action is already <search>/<answer>
+        answer_ends=("</search>", "</answer>"),
+    )
 
     def __init__(
         self,

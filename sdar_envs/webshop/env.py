@@ -22,6 +22,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from sdar_envs.answers import PromptTemplate
 from sdar_envs.core import ExpertStep, TaskStart, TextEnv, Transition
 from sdar_envs.webshop.client import HttpClient, InProcessClient, html_to_text
 from sdar_envs.webshop.expert import demonstration_step, oracle_plan
@@ -81,6 +82,15 @@ class WebShopEnv(TextEnv):
 
     splits = ("train", "valid", "test")
     skill_bank = "webshop"
+    prompt_template = PromptTemplate(
+        "webshop",
+        "You are an agent shopping on WebShop, an online store. Find the product that fits the "
+        "instruction, choose the options it asks for, and buy it. Pages are shown as their visible "
+        "texts separated by [SEP].",
+        "First reason about what to do next inside <think> </think>. Then write exactly one action "
+        "inside <action> </action>: search[your keywords] when search[<query>] is admissible, or "
+        "one of the admissible click[...] actions.",
+    )
     metadata = {"render_modes": ["ansi"], "render_fps": 1}
 
     def __init__(

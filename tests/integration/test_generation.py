@@ -40,9 +40,11 @@ def test_a_response_ends_with_the_token_that_completes_a_stop_text(tiny):
 
 @pytest.mark.parametrize("greedy", [True, False])
 def test_the_fast_path_changes_no_token(tiny, greedy, monkeypatch):
-    """A shared prompt prefix run once, weight-first linear layers, grouped decoding attention and a reserved KV
-    cache give the plain path's tokens."""
-    from sdar_agent import generation
+    """A shared prompt prefix run once, grouped decoding attention and a dense LM-head input give the plain path's
+    tokens, and none of them outlives the call."""
+    from transformers import AttentionInterface
+
+    from sdar_agent import decoding, generation
 
     model, tokenizer = tiny
     prefixes = []  # the fast path must really run the prefix once
@@ -54,27 +56,15 @@ def test_the_fast_path_changes_no_token(tiny, greedy, monkeypatch):
     outputs = []
     for fast in (False, True):
         torch.manual_seed(11)  # sampling: the same random stream for both
-        generator = HFGenerator(model, tokenizer, 0, share_prefix=fast, weight_first=fast, grouped_attention=fast,
-                                reserve=fast, race=False)  # the race draws other random numbers
+        generator = HFGenerator(model, tokenizer, 0, share_prefix=fast, grouped_attention=fast, contiguous_head=fast)
         outputs.append(generator(prompts, Sampling(16, greedy=greedy)))
     assert prefixes == [40]
     assert outputs[0] == outputs[1]
     assert len(set(map(tuple, outputs[0]))) > 1  # the rows did not all write the same thing
-    assert all("forward" not in m.__dict__ for m in model.modules())  # the layers are restored
-
-
-def test_weight_first_linears_compute_the_same_products():
-    from sdar_agent.decoding import weight_first_linears
-
-    torch.manual_seed(0)
-    layers = torch.nn.Sequential(torch.nn.Linear(24, 40), torch.nn.Linear(40, 8, bias=False))
-    inputs = [torch.randn(*shape) for shape in [(1, 24), (2, 3, 24), (4, 1, 24), (70, 24)]]  # one row, skinny, many
-    inputs.append(torch.randn(24, 4).T)  # column-major rows (a weight-first product's output is laid out so)
-    for x in inputs:
-        with weight_first_linears(layers):
-            assert all("forward" in layer.__dict__ for layer in layers)  # the patched product is in use
-            fast = layers(x)
-        assert fast.shape == layers(x).shape and torch.allclose(fast, layers(x), atol=1e-6)
+    # nothing outlives the call: no patched layer, no hook, no registered attention, the sampler untouched
+    assert all("forward" not in m.__dict__ and not m._forward_pre_hooks for m in model.modules())
+    assert decoding.GROUPED_DECODE not in AttentionInterface._global_mapping
+    assert model.config._attn_implementation == "sdpa" and torch.multinomial.__module__ == "torch"
 
 
 def test_grouped_decode_attention_gives_sdpas_tokens_and_is_undone(tiny, monkeypatch):
@@ -85,12 +75,10 @@ def test_grouped_decode_attention_gives_sdpas_tokens_and_is_undone(tiny, monkeyp
 
     model, tokenizer = tiny
     assert model.config.num_attention_heads > model.config.num_key_value_heads  # grouped-query attention
-    with decoding.grouped_decode_attention(model):  # registers the implementation
-        pass
     queries = []  # query lengths the grouped path saw
-    monkeypatch.setitem(AttentionInterface._global_mapping, decoding.GROUPED_DECODE,
-                        lambda module, q, *a, **k: queries.append(q.shape[2]) or decoding._grouped_decode_forward(
-                            module, q, *a, **k))
+    real = decoding._grouped_decode_forward
+    monkeypatch.setattr(decoding, "_grouped_decode_forward",
+                        lambda module, q, *a, **k: queries.append(q.shape[2]) or real(module, q, *a, **k))
     torch.manual_seed(3)
     same = [torch.randint(100, 4000, (12,)).tolist()] * 3  # no padding: transformers drops the mask
     padded = [torch.randint(100, 4000, (n,)).tolist() for n in (4, 11, 7)]
@@ -106,46 +94,7 @@ def test_grouped_decode_attention_gives_sdpas_tokens_and_is_undone(tiny, monkeyp
         assert torch.allclose(outputs[0][1], outputs[1][1], atol=1e-5)
     assert 1 in queries and max(queries) > 1  # decoding steps went through the grouped path, prompts too
     assert model.config._attn_implementation == "sdpa"  # restored
-
-
-def test_race_sampling_draws_from_the_given_probabilities():
-    from sdar_agent.decoding import race_sampling
-
-    probs = torch.tensor([[0.5, 0.0, 0.2, 0.3, 0.0], [0.0, 0.0, 0.0, 0.0, 2.0], [1.0, 1.0, 0.0, 1.0, 1.0]])
-    torch.manual_seed(0)
-    with race_sampling():
-        draws = torch.cat([torch.multinomial(probs, num_samples=1) for _ in range(4000)], dim=1)  # (3, 4000)
-        with pytest.raises(RuntimeError):  # what PyTorch refuses is still refused
-            torch.multinomial(torch.tensor([[0.5, float("nan")]]), 1)
-        two = torch.multinomial(probs, 2)  # several samples: PyTorch's own
-    assert torch.multinomial.__module__ == "torch"  # restored
-    assert two.shape == (3, 2)
-    counts = torch.stack([(draws == i).sum(dim=1) for i in range(5)], dim=1).float() / 4000  # (3, 5)
-    expected = probs / probs.sum(dim=1, keepdim=True)
-    assert torch.all((counts - expected).abs() < 0.03), counts  # 4000 draws: a std of at most 0.008
-    assert torch.all(counts[expected == 0] == 0)  # a token of probability 0 is never drawn
-
-
-def test_a_reserved_cache_layer_holds_what_a_dynamic_one_does():
-    from transformers.cache_utils import DynamicLayer
-
-    from sdar_agent.decoding import ReservedLayer
-
-    torch.manual_seed(0)
-    plain, reserved = DynamicLayer(), ReservedLayer(capacity=8)
-    rooms, rows = set(), 2
-    for step, new in enumerate([5, 1, 1, 2, 1]):  # a prompt, decoding steps, then past the capacity
-        k, v = torch.randn(rows, 3, new, 4), torch.randn(rows, 3, new, 4)
-        expected = plain.update(k, v)
-        got = reserved.update(k, v)
-        assert all(torch.equal(a, b) for a, b in zip(expected, got, strict=True)), step
-        rooms.add(reserved.keys.data_ptr())
-        if step == 1:
-            plain.batch_repeat_interleave(2)  # rows repeated: the layer's tensors are replaced
-            reserved.batch_repeat_interleave(2)
-            rows = 4
-    assert reserved.get_seq_length() == plain.get_seq_length() == 10
-    assert len(rooms) == 3  # room made at the first update, after the rows were repeated, and past the capacity
+    assert decoding.GROUPED_DECODE not in AttentionInterface._global_mapping  # registered for the call only
 
 
 def test_bf16_generation_on_a_cpu_runs_on_a_copy_that_follows_the_policy_after_sync(tiny):
@@ -183,10 +132,10 @@ def test_bf16_generation_on_a_cpu_runs_on_a_copy_that_follows_the_policy_after_s
 
 
 def test_the_lm_head_gets_its_input_contiguous_on_the_policy_and_its_copies(tiny):
-    """`logits_to_keep` slices the final hidden states; the head (of the policy, its bf16 generation copy
-    and a frozen reference copy) receives them contiguous, and computes the same logits as before."""
+    """`logits_to_keep` slices the final hidden states; within `contiguous_head_input` the head (of the policy,
+    its bf16 generation copy and a frozen reference copy) receives them contiguous, and computes the same logits."""
     from sdar_agent.generation import low_precision_copy
-    from sdar_agent.models import dense_strides, frozen_copy
+    from sdar_agent.models import contiguous_head_input, dense_strides, frozen_copy
 
     model, _ = tiny
     torch.manual_seed(4)
@@ -194,11 +143,12 @@ def test_the_lm_head_gets_its_input_contiguous_on_the_policy_and_its_copies(tiny
         ids = torch.randint(100, 4000, (rows, 9))
         for net in (model, low_precision_copy(model, torch.bfloat16), frozen_copy(model, torch.bfloat16)):
             seen: list[bool] = []
-            probe = net.get_output_embeddings().register_forward_pre_hook(  # after the contiguity hook
-                lambda module, args, seen=seen: seen.append(args[0].stride() == dense_strides(args[0].shape)))
-            with torch.no_grad():
+            with torch.no_grad(), contiguous_head_input(net):
+                probe = net.get_output_embeddings().register_forward_pre_hook(  # after the contiguity hook
+                    lambda module, args, seen=seen: seen.append(args[0].stride() == dense_strides(args[0].shape)))
                 out = net(ids, logits_to_keep=4, output_hidden_states=True)
-            probe.remove()
+                probe.remove()
+            assert not net.get_output_embeddings()._forward_pre_hooks  # the hook is the block's only
             last = out.hidden_states[-1][:, -4:, :]
             assert last.stride() != dense_strides(last.shape) and seen == [True]
             head = net.get_output_embeddings()

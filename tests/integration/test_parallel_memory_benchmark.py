@@ -12,7 +12,6 @@ pytest.importorskip("transformers", reason="the trainer needs transformers (pip 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "parallel_memory.py"
 
 
-@pytest.mark.slow
 def test_fsdp_holds_half_the_states_of_ddp_on_two_processes(alfworld_games, capsys):
     spec = importlib.util.spec_from_file_location("parallel_memory", SCRIPT)
     module = importlib.util.module_from_spec(spec)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import pytest
 
 pytest.importorskip("transformers", reason="the trainer needs transformers (pip install 'sdar[train]')")
@@ -13,10 +11,10 @@ from sdar_agent.config import ModelConfig  # noqa: E402
 from sdar_agent.generation import HFGenerator, Sampling  # noqa: E402
 from sdar_agent.models import load_policy, load_tokenizer  # noqa: E402
 from sdar_agent.prompts import template_for  # noqa: E402
-from sdar_agent.rollout import SkillUse, collect  # noqa: E402
+from sdar_agent.rollout import Agent, RolloutSettings, SkillUse, collect  # noqa: E402
 from sdar_agent.workers import EnvPool  # noqa: E402
 from skillbank import SkillSelector  # noqa: E402
-from tests.helpers import run_train  # noqa: E402
+from tests.helpers import finite, run_train, undocumented  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("lenient_template")
 
@@ -36,8 +34,9 @@ def rollout(tiny, games, *, in_student, for_teacher, placement="user_message"):
     pool = EnvPool("sdar/ALFWorld-v0", {"data_dir": str(games)}, 2, max_turns=2, use_workers=False)
     try:
         tasks = list(pool.call("task_ids"))[:2]
-        return collect(HFGenerator(model, tokenizer, 4), tokenizer, pool, template_for("sdar/ALFWorld-v0"), tasks, 1,
-                       Sampling(6), max_turns=2, history_length=1, max_prompt_tokens=2048,
+        agent = Agent(HFGenerator(model, tokenizer, 4), tokenizer, template_for("sdar/ALFWorld-v0"))
+        return collect(agent, pool, tasks, 1, RolloutSettings(Sampling(6), max_turns=2, history_length=1,
+                                                              max_prompt_tokens=2048),
                        skills=SkillUse(selector, in_student, for_teacher, placement))
     finally:
         pool.close()
@@ -78,12 +77,13 @@ def test_two_sdar_steps_with_each_retrieval_strategy(tmp_path, alfworld_games, s
     for row in rows:
         for key in ("sdar/loss", "sdar/gate_mean", "sdar/gate_active_ratio", "sdar/teacher_gap_mean",
                     "actor/pg_loss", "perf/teacher_s"):
-            assert key in row and math.isfinite(row[key]), key
+            assert finite(row, key), key
         assert 0.0 < row["sdar/gate_mean"] < 1.0
+    assert not undocumented(rows)
 
 
 @pytest.mark.parametrize("algo, present, absent", [
-    ("grpo", ["actor/pg_loss"], ["sdar/loss", "perf/teacher_s_nonzero"]),
+    ("grpo", ["actor/pg_loss", "actor/ppo_kl", "actor/clipfrac", "actor/dual_clipfrac"], ["sdar/loss"]),
     ("opsd", ["sdar/loss"], ["actor/pg_loss"]),
     ("grpo_opsd", ["actor/pg_loss", "sdar/loss"], []),
     ("skill_grpo", ["actor/pg_loss", "val/success_rate_no_skills"], ["sdar/loss"]),
@@ -96,9 +96,13 @@ def test_every_algorithm_runs_on_the_loop(tmp_path, alfworld_games, algo, presen
     row = rows[0]
     assert changed
     for key in present:
-        assert key in row and math.isfinite(row[key]), key
+        assert finite(row, key), key
     for key in absent:
         assert key not in row, key
+    assert not undocumented(rows)  # every key a run writes is described in tracking.METRICS (docs/metrics.md)
+    assert row["actor/nonfinite_steps"] == 0.0
+    if algo == "grpo":  # no teacher: no teacher pass
+        assert row["perf/teacher_s"] == 0.0
     if algo == "grpo_opsd":
         assert row["sdar/gate_mean"] == pytest.approx(0.5) and row["sdar/gate_active_ratio"] == 0.0
     if algo == "opsd":  # SDAR's gated term without the RL term, as the reference runs it
@@ -112,7 +116,7 @@ def test_every_algorithm_runs_on_the_loop(tmp_path, alfworld_games, algo, presen
 def test_ablations_run(tmp_path, alfworld_games, override):
     rows, changed = run_train(tmp_path, alfworld_games, override.replace("=", "-"), "algo.name=sdar", override,
                               "algo.divergence_chunk=3", steps=1)
-    assert changed and math.isfinite(rows[0]["sdar/loss"])
+    assert changed and finite(rows[0], "sdar/loss")
 
 
 def test_ucb_state_is_checkpointed(tmp_path, alfworld_games):

@@ -13,6 +13,7 @@ from sdar_agent.models import load_tokenizer  # noqa: E402
 from sdar_agent.prompts import template_for  # noqa: E402
 from sdar_agent.sft import collect_demonstrations  # noqa: E402
 from sdar_agent.train import run  # noqa: E402
+from tests.helpers import undocumented  # noqa: E402
 
 
 def config(tmp_path, games, *extra):
@@ -87,6 +88,9 @@ def test_sft_then_rl_hands_over_the_model(tmp_path, alfworld_games, capsys, capl
     rows = [json.loads(line) for line in (tmp_path / "sft" / "sft" / "metrics.jsonl").read_text().splitlines()]
     losses = [r["sft/loss"] for r in rows if "sft/loss" in r]
     assert len(losses) >= 2 and losses[-1] < losses[0]  # the loss on the expert's responses goes down
+    assert rows[0]["sft/episodes"] == 3 and "sft/episodes" not in rows[1]  # the demonstrations' figures, once
+    rl_rows = [json.loads(line) for line in (tmp_path / "sft" / "metrics.jsonl").read_text().splitlines()]
+    assert not undocumented(rows + rl_rows)  # every key of both stages is described in tracking.METRICS
     final = tmp_path / "sft" / "sft" / "final"
     assert (final / "config.json").is_file()
     rl_config = (tmp_path / "sft" / "config.yaml").read_text()
@@ -97,10 +101,11 @@ def test_sft_then_rl_hands_over_the_model(tmp_path, alfworld_games, capsys, capl
 def test_train_layers_updates_only_the_top_blocks(tmp_path, alfworld_games):
     import torch
 
+    from sdar_agent.stages import SFT
     from sdar_agent.trainer import Trainer
 
     cfg = config(tmp_path, alfworld_games, "model.train_layers=1", "sft.epochs=1")
-    trainer = Trainer(cfg, stage="sft")
+    trainer = Trainer(cfg, SFT)
     try:
         model = trainer.acc.unwrap_model(trainer.model)
         before = {name: p.detach().clone() for name, p in model.named_parameters()}
@@ -118,21 +123,23 @@ def test_train_layers_is_checked(tmp_path, alfworld_games):
 
     with pytest.raises(ConfigError, match="model.train_layers=1 and model.lora_rank=4"):
         config(tmp_path, alfworld_games, "model.train_layers=1", "model.lora_rank=4")
+    from sdar_agent.stages import SFT
     from sdar_agent.trainer import Trainer
 
-    trainer = Trainer(config(tmp_path, alfworld_games, "model.train_layers=2"), stage="sft")  # the whole depth
+    trainer = Trainer(config(tmp_path, alfworld_games, "model.train_layers=2"), SFT)  # the whole depth
     trainer.close()
     assert len(trainer.params) == len(list(trainer.acc.unwrap_model(trainer.model).parameters()))
 
 
 def test_sft_teaches_the_tiny_model_the_answer_format(tmp_path, alfworld_games):
     from sdar_agent.generation import Sampling
+    from sdar_agent.stages import SFT
     from sdar_agent.trainer import Trainer
 
     cfg = config(tmp_path, alfworld_games, "sft.episodes=2", "sft.epochs=40", "sft.lr=3e-3", "algo.micro_batch_size=8")
-    trainer = Trainer(cfg, stage="sft")
+    trainer = Trainer(cfg, SFT)
     try:
-        prompts = [s.prompt_ids for s in trainer.demos]
+        prompts = [s.prompt_ids for s in trainer.source.demos]
         before = trainer.generator(prompts, Sampling(48, greedy=True))
         while trainer.state.step < trainer.steps:
             trainer.train_step()

@@ -10,7 +10,6 @@ pytest.importorskip("pyserini", reason="Search-QA's extras are not installed (pi
 from tests.helpers import run_preset  # noqa: E402
 
 
-@pytest.mark.slow
 def test_two_sdar_steps_on_searchqa(tmp_path):
     rows, changed = run_preset(tmp_path, "searchqa_sdar_qwen2.5-3b", "qa")
     assert changed and [r["step"] for r in rows] == [1, 2]

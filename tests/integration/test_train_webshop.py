@@ -10,7 +10,6 @@ pytest.importorskip("pyserini", reason="WebShop's extras are not installed (pip 
 from tests.helpers import run_preset  # noqa: E402
 
 
-@pytest.mark.slow
 def test_two_sdar_steps_on_webshop(tmp_path):
     rows, changed = run_preset(tmp_path, "webshop_sdar_qwen2.5-3b", "ws")
     assert changed and [r["step"] for r in rows] == [1, 2]

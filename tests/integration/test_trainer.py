@@ -19,7 +19,7 @@ from sdar_agent.generation import HFGenerator, Sampling  # noqa: E402
 from sdar_agent.logprobs import pack, response_logprobs  # noqa: E402
 from sdar_agent.models import load_policy  # noqa: E402
 from sdar_agent.prompts import template_for  # noqa: E402
-from sdar_agent.rollout import collect  # noqa: E402
+from sdar_agent.rollout import Agent, RolloutSettings, collect  # noqa: E402
 from sdar_agent.workers import EnvPool  # noqa: E402
 from tests.helpers import LENIENT, run_train  # noqa: E402
 
@@ -113,68 +113,15 @@ def test_micro_batches_are_planned_to_run_each_turns_shared_tokens_once():
         plan_micro_batches(prompts, lengths, 0)
 
 
-def test_linears_cast_once_compute_what_autocast_computes(tiny):
-    from sdar_agent.models import autocast, linears_cast_once
-
-    model, _ = tiny
-    cpu = torch.device("cpu")
-    torch.manual_seed(7)
-    ids = torch.randint(100, 4000, (2, 12))
-    trained = [p for name, p in model.named_parameters() if "layers.1." in name]
-    step = dict(model.named_parameters())["model.layers.1.mlp.down_proj.weight"]  # what an optimizer step moves
-    kept = step.detach().clone()
-    for p in model.parameters():
-        p.requires_grad_(any(p is q for q in trained))
-
-    def loss_and_grads():
-        model.zero_grad(set_to_none=True)
-        with autocast(cpu, torch.bfloat16):
-            loss = model(ids).logits.float().logsumexp(-1).mean()
-        loss.backward()
-        return loss.detach(), [p.grad.clone() for p in trained]
-
-    try:
-        with torch.no_grad(), autocast(cpu, torch.bfloat16):
-            plain = model(ids).logits
-        plain_loss, plain_grads = loss_and_grads()
-        linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
-        with linears_cast_once(model, torch.bfloat16):
-            with torch.no_grad(), autocast(cpu, torch.bfloat16):
-                assert torch.equal(model(ids).logits, plain)  # every weight cast once, the same casts
-                casts = [m._cast_once["cast"][0] for m in linears]
-                model(ids)
-            assert all(m._cast_once["cast"][0] is c for m, c in zip(linears, casts, strict=True))  # reused
-            assert {c.dtype for c in casts} == {torch.bfloat16}
-        with linears_cast_once(model, torch.bfloat16, frozen_only=True):
-            loss, grads = loss_and_grads()  # frozen weights cast once, trained ones by autocast: same gradients
-            assert torch.equal(loss, plain_loss)
-            assert all(torch.equal(a, b) for a, b in zip(grads, plain_grads, strict=True))
-            with torch.no_grad():
-                with autocast(cpu, torch.bfloat16):
-                    assert torch.equal(model(ids).logits, plain)
-                step.add_(0.5)  # an optimizer step inside the block (between autocast blocks, as the trainer's)
-                with autocast(cpu, torch.bfloat16):
-                    moved = model(ids).logits  # trained weights are never cast once: the step shows
-                assert not torch.equal(moved, plain)
-        assert all("forward" not in m.__dict__ and not hasattr(m, "_cast_once") for m in linears)  # undone
-        with torch.no_grad(), autocast(cpu, torch.bfloat16):
-            assert torch.equal(model(ids).logits, moved)
-    finally:
-        with torch.no_grad():
-            step.copy_(kept)  # the module's shared model as it was
-        for p in model.parameters():
-            p.requires_grad_(True)
-        model.zero_grad(set_to_none=True)
-
-
 @pytest.mark.parametrize("workers", [False, True])
 def test_rollout_on_alfworld_forms_groups(tiny, alfworld_games, workers):
     model, tokenizer = tiny
     pool = EnvPool("sdar/ALFWorld-v0", {"data_dir": str(alfworld_games)}, 4, max_turns=2, use_workers=workers)
     try:
         tasks = list(pool.call("task_ids"))[:2]
-        batch = collect(HFGenerator(model, tokenizer, 8), tokenizer, pool, template_for("sdar/ALFWorld-v0"), tasks, 2,
-                        Sampling(8), max_turns=2, history_length=1, max_prompt_tokens=1024)
+        agent = Agent(HFGenerator(model, tokenizer, 8), tokenizer, template_for("sdar/ALFWorld-v0"))
+        settings = RolloutSettings(Sampling(8), 2, history_length=1, max_prompt_tokens=1024)
+        batch = collect(agent, pool, tasks, 2, settings)
     finally:
         pool.close()
     assert len(batch.episodes) == 4 and batch.dropped == 0
@@ -199,12 +146,12 @@ def test_a_failing_env_is_restarted_and_its_trajectory_dropped(tiny, kind, caplo
         def generate(prompts, sampling):
             return [answer] * len(prompts)
 
-        batch = collect(generate, tokenizer, pool, template_for("test/Flaky-v0"), ["fine", kind], 1, Sampling(8),
-                        max_turns=5, history_length=1, max_prompt_tokens=512)
+        agent = Agent(generate, tokenizer, template_for("test/Flaky-v0"))
+        settings = RolloutSettings(Sampling(8), max_turns=5, history_length=1, max_prompt_tokens=512)
+        batch = collect(agent, pool, ["fine", kind], 1, settings)
         assert batch.dropped == 1 and [e.task_id for e in batch.episodes] == ["fine"] and batch.episodes[0].won
         assert "dropping its trajectory" in caplog.text
-        again = collect(generate, tokenizer, pool, template_for("test/Flaky-v0"), ["fine", "fine"], 1, Sampling(8),
-                        max_turns=5, history_length=1, max_prompt_tokens=512)
+        again = collect(agent, pool, ["fine", "fine"], 1, settings)
         assert again.dropped == 0 and all(e.won for e in again.episodes)  # the restarted slot works
     finally:
         pool.close()
@@ -275,7 +222,6 @@ def metric_rows(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("algo", ["grpo", "sdar"])
 def test_two_process_accelerate_run(tmp_path, alfworld_games, algo):
     result = launch_two_processes("ddp.yaml", tmp_path, alfworld_games, f"algo.name={algo}")
@@ -288,7 +234,6 @@ def test_two_process_accelerate_run(tmp_path, alfworld_games, algo):
     assert (tmp_path / "mp" / "final" / "model.safetensors").is_file()
 
 
-@pytest.mark.slow
 def test_fsdp_run_shards_and_matches_data_parallel(tmp_path, alfworld_games):
     """The shipped FSDP config on 2 processes: each holds half the weights, and an SFT stage then SDAR
     give DDP's losses, gradient norms and final weights (float32; only summation order differs).
@@ -343,7 +288,6 @@ def test_fsdp_run_shards_and_matches_data_parallel(tmp_path, alfworld_games):
         assert resumed[key] == pytest.approx(full[key], rel=1e-6), key
 
 
-@pytest.mark.slow
 def test_an_fsdp_launch_of_what_fsdp_does_not_run_stops_with_the_key_before_the_run_starts(tmp_path, alfworld_games):
     result = launch_two_processes("fsdp.yaml", tmp_path, alfworld_games, "model.lora_rank=4", "model.train_layers=0",
                                   check=False)
@@ -373,7 +317,7 @@ def test_what_fsdp_does_not_run_is_refused_by_name(lora, backend, needs, message
 
 def test_evaluate_cli_on_a_trained_checkpoint(tmp_path, alfworld_games):
     run_train(tmp_path, alfworld_games, "ev", steps=2)
-    from sdar_agent.evaluate import main
+    from sdar_agent.cli import evaluate_main as main
 
     for checkpoint in (tmp_path / "ev" / "final", tmp_path / "ev" / "checkpoints" / "step_000002"):
         code = main(["demo", "model.name=tiny", f"checkpoint={checkpoint}", "tasks=2", "env.num_workers=0",
@@ -422,7 +366,7 @@ def test_clis_check_what_they_can_before_anything_loads(cli, args, message, caps
     import importlib
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # no Hub lookups from tests
-    main = importlib.import_module(f"sdar_agent.{cli}").main
+    main = getattr(importlib.import_module("sdar_agent.cli"), f"{cli}_main")
     code = main(args)
     err = capsys.readouterr().err
     assert code == 2 and message in err, err
@@ -537,3 +481,86 @@ def test_the_same_seed_gives_the_same_run_whatever_the_load(tmp_path, alfworld_g
         assert keys >= {"sdar/loss", "sdar/gate_mean", "actor/pg_loss", "actor/grad_norm", "episode/return"}
         for key in sorted(keys):
             assert a[key] == pytest.approx(b[key], rel=1e-6, abs=1e-9), key
+
+
+def test_log_probs_are_taken_at_the_sampling_temperature(tmp_path, alfworld_games, lenient_template):
+    """T = 0.7: every pass scores a sampled token with log softmax(logits / 0.7) of the model that generated it."""
+    from sdar_agent.config import load_config
+    from sdar_agent.trainer import Trainer
+
+    cfg = load_config("demo", [
+        "model.name=tiny", "model.compute_dtype=float32", "algo.name=grpo", "name=temp", f"output_dir={tmp_path}",
+        "steps=1", "sft.episodes=0", "val_every=0", "env.num_workers=0", "rollout.tasks_per_step=1",
+        "rollout.group_size=2", "rollout.max_response_tokens=6", "env.max_turns=1", "rollout.temperature=0.7",
+        "log.progress=false", "log.tensorboard=false", "log.plot=false", f"env.kwargs={{data_dir: {alfworld_games}}}",
+        f"rollout.template={lenient_template}"])
+    trainer = Trainer(cfg)
+    try:
+        assert trainer.passes.temperature == 0.7
+        samples = trainer.source.next_batch(trainer).samples
+        old = trainer._score_responses(samples, teacher=False)[0]
+        model = trainer.acc.unwrap_model(trainer.model)
+        for sample, logp in zip(samples, old, strict=True):
+            ids = torch.tensor([sample.prompt_ids + sample.response_ids])
+            with torch.no_grad():
+                logits = model(input_ids=ids).logits[0, len(sample.prompt_ids) - 1 : -1].float()  # (T, V)
+            want = torch.log_softmax(logits / 0.7, -1).gather(-1, torch.tensor(sample.response_ids)[:, None])[:, 0]
+            assert torch.allclose(logp, want, atol=1e-5)
+            assert not torch.allclose(logp, torch.log_softmax(logits, -1).gather(
+                -1, torch.tensor(sample.response_ids)[:, None])[:, 0], atol=1e-3)  # not T = 1
+    finally:
+        trainer.close()
+
+
+def test_a_non_finite_loss_skips_the_step_is_written_and_stops_the_run(tmp_path, alfworld_games, lenient_template,
+                                                                     monkeypatch, caplog):
+    import logging
+
+    from sdar_agent import trainer as trainer_module
+    from sdar_agent.config import load_config
+    from sdar_agent.trainer import NonFiniteTraining, Trainer
+
+    real = trainer_module.total_loss
+
+    def diverged(terms, mb, cfg):
+        loss, metrics = real(terms, mb, cfg)
+        return loss * float("nan"), {**metrics, "actor/pg_loss": loss.detach() * float("nan")}
+
+    monkeypatch.setattr(trainer_module, "total_loss", diverged)
+    cfg = load_config("demo", [
+        "model.name=tiny", "model.compute_dtype=float32", "algo.name=grpo", "name=nan", f"output_dir={tmp_path}",
+        "steps=5", "sft.episodes=0", "val_every=0", "save_every=0", "env.num_workers=0", "rollout.tasks_per_step=1",
+        "rollout.group_size=2", "rollout.max_response_tokens=4", "env.max_turns=1", "algo.max_nonfinite_steps=2",
+        "log.progress=false", "log.tensorboard=false", "log.plot=false", f"env.kwargs={{data_dir: {alfworld_games}}}",
+        f"rollout.template={lenient_template}"])
+    trainer = Trainer(cfg)
+    before = {k: v.clone() for k, v in trainer.acc.unwrap_model(trainer.model).state_dict().items()}
+    try:
+        with caplog.at_level(logging.WARNING), pytest.raises(NonFiniteTraining, match="algo.max_nonfinite_steps=2"):
+            trainer.train()
+    finally:
+        trainer.close()
+    after = trainer.acc.unwrap_model(trainer.model).state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # no step was taken on a NaN gradient
+    rows = [json.loads(line) for line in (tmp_path / "nan" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [1, 2]
+    assert all(r["actor/pg_loss"] is None and r["actor/nonfinite_steps"] == 1.0 for r in rows)  # written as null
+    assert "skipping this optimizer step" in caplog.text and "actor/pg_loss is nan" in caplog.text
+
+
+def test_an_env_of_another_package_trains_with_its_own_answer_format(tmp_path):
+    from sdar_agent.config import load_config
+    from sdar_agent.prompts import template_for
+    from tests.helpers import train_and_compare
+    from tests.integration.own_format_env import INTRO
+
+    env_id = "tests.integration.own_format_env:test/Own-v0"
+    assert template_for(env_id).intro == INTRO
+    rows, _ = train_and_compare(load_config("demo", [
+        "model.name=tiny", "model.compute_dtype=float32", "algo.name=grpo", "name=own", f"output_dir={tmp_path}",
+        "steps=1", "sft.episodes=0", "val_every=1", "val_tasks=2", "save_every=0", f"env.id={env_id}",
+        "env.val_splits=[test]", "env.kwargs={}", "env.num_workers=0", "rollout.tasks_per_step=1",
+        "rollout.group_size=2", "rollout.max_response_tokens=4", "env.max_turns=2", "log.progress=false",
+        "log.tensorboard=false", "log.plot=false"]))
+    # a random model never writes <think>/<action>: only the env's own parser calls its answers valid
+    assert rows[0]["episode/valid_action_ratio"] == 1.0 and rows[0]["val/valid_action_ratio"] == 1.0

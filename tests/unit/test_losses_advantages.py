@@ -9,7 +9,7 @@ import pytest
 torch = pytest.importorskip("torch", reason="the trainer's losses need torch (pip install 'sdar[train]')")
 
 from sdar_agent.advantages import grpo_advantages, trajectory_returns, turn_rewards, turn_scores  # noqa: E402
-from sdar_agent.losses import kl_loss, low_var_kl, ppo_clip_loss, token_mean  # noqa: E402
+from sdar_agent.losses import MAX_LOG_RATIO, approx_kl, kl_loss, low_var_kl, ppo_clip_loss, token_mean  # noqa: E402
 
 
 def t(*rows):
@@ -19,15 +19,15 @@ def t(*rows):
 def test_ppo_clip_loss_by_hand():
     # token 1: ratio 1.5, A=+1 -> max(-1.5, -1.2) = -1.2 (clipped); token 2: ratio 0.5, A=+1 -> max(-0.5, -0.8) = -0.5
     logp, old = t([math.log(1.5), math.log(0.5)]), t([0.0, 0.0])
-    loss, clipped = ppo_clip_loss(logp, old, torch.tensor([1.0]), t([1.0, 1.0]), clip_eps=0.2)
+    loss, clipped, _ = ppo_clip_loss(logp, old, torch.tensor([1.0]), t([1.0, 1.0]), clip_eps=0.2)
     assert loss.item() == pytest.approx((-1.2 - 0.5) / 2)
     assert clipped.tolist() == [[True, False]]  # clipfrac 0.5
     # negative advantage, ratio 1.5: max(1.5, 1.2) = 1.5 (no clip on that side)
-    loss, _ = ppo_clip_loss(t([math.log(1.5)]), t([0.0]), torch.tensor([-1.0]), t([1.0]), clip_eps=0.2)
+    loss, *_ = ppo_clip_loss(t([math.log(1.5)]), t([0.0]), torch.tensor([-1.0]), t([1.0]), clip_eps=0.2)
     assert loss.item() == pytest.approx(1.5)
     # clip-higher: upper bound 1 + 0.28
     one = t([1.0])
-    loss, _ = ppo_clip_loss(t([math.log(1.5)]), t([0.0]), torch.tensor([1.0]), one, clip_eps=0.2, clip_eps_high=0.28)
+    loss, *_ = ppo_clip_loss(t([math.log(1.5)]), t([0.0]), torch.tensor([1.0]), one, clip_eps=0.2, clip_eps_high=0.28)
     assert loss.item() == pytest.approx(-1.28)
 
 
@@ -35,17 +35,34 @@ def test_ppo_clip_loss_masks_and_token_mean_over_the_minibatch():
     logp, old = t([0.0, 5.0], [0.0, 0.0]), t([0.0, 0.0], [0.0, 0.0])
     mask = t([1.0, 0.0], [1.0, 1.0])  # the masked token's huge ratio must not count
     adv = torch.tensor([2.0, -1.0])
-    loss, _ = ppo_clip_loss(logp, old, adv, mask)
+    loss, *_ = ppo_clip_loss(logp, old, adv, mask)
     assert loss.item() == pytest.approx((-2.0 + 1.0 + 1.0) / 3)
-    half, _ = ppo_clip_loss(logp, old, adv, mask, n_tokens=6)  # micro-batch of a 6-token mini-batch
+    half, *_ = ppo_clip_loss(logp, old, adv, mask, n_tokens=6)  # micro-batch of a 6-token mini-batch
     assert half.item() == pytest.approx((-2.0 + 1.0 + 1.0) / 6)
 
 
 def test_gradient_of_the_unclipped_loss_is_minus_advantage():
     logp = torch.zeros(1, 2, requires_grad=True)
-    loss, _ = ppo_clip_loss(logp, torch.zeros(1, 2), torch.tensor([3.0]), torch.ones(1, 2))
+    loss, *_ = ppo_clip_loss(logp, torch.zeros(1, 2), torch.tensor([3.0]), torch.ones(1, 2))
     loss.backward()
     assert torch.allclose(logp.grad, torch.tensor([[-1.5, -1.5]]))  # d/dlogp of -A*ratio / 2 tokens
+
+
+def test_the_log_ratio_is_clamped_before_exp():
+    # log-ratio 1000: exp would overflow to inf (and inf * 0 = nan in the gradient); clamped at 20 it stays finite
+    logp = torch.tensor([[1000.0, -1000.0]], requires_grad=True)
+    pg = ppo_clip_loss(logp, torch.zeros(1, 2), torch.tensor([-1.0]), torch.ones(1, 2))
+    assert pg.loss.item() == pytest.approx((math.exp(MAX_LOG_RATIO) + 0.8) / 2)  # token 2: max(e^-20, 0.8)
+    pg.loss.backward()
+    assert torch.isfinite(logp.grad).all()
+    # the dual clip caps the first token at -A * c and says so
+    pg = ppo_clip_loss(logp, torch.zeros(1, 2), torch.tensor([-1.0]), torch.ones(1, 2), clip_ratio_c=3.0)
+    assert pg.loss.item() == pytest.approx((3.0 + 0.8) / 2)
+    assert pg.dual_clipped.tolist() == [[True, False]] and pg.clipped.tolist() == [[False, True]]
+
+
+def test_approx_kl_is_old_minus_new_log_prob():
+    assert approx_kl(t([-1.0, -2.0]), t([-1.5, -1.0])).tolist() == [[-0.5, 1.0]]
 
 
 def test_low_var_kl_by_hand():
@@ -97,12 +114,12 @@ def test_equal_scores_give_exactly_zero_advantage():
     assert torch.count_nonzero(adv) == 0
 
 
-@pytest.mark.parametrize("mode, expected", [("env", [0.0, 7.5, 0.0]), ("won", [0.0, 0.0, 10.0])])
+@pytest.mark.parametrize("mode, expected", [("env", [0.0, 7.5, 10.0]), ("won", [0.0, 0.0, 10.0])])
 def test_reward_modes_env_reward_or_win_only(mode, expected):
     # a WebShop-like trajectory: a 0.75 purchase; then a second trajectory whose purchase wins (score 1.0)
     env_rewards, won = torch.tensor([0.0, 0.75, 1.0]), torch.tensor([False, False, True])
     rewards = turn_rewards(env_rewards, won, win_reward=10.0, reward=mode)
-    assert rewards.tolist() == [0.0, expected[1], 10.0]
+    assert rewards.tolist() == expected
     with pytest.raises(ValueError, match="reward='bogus'"):
         turn_rewards(env_rewards, won, win_reward=10.0, reward="bogus")
 

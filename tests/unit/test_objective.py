@@ -59,7 +59,7 @@ def test_sdar_sums_the_policy_gradient_and_the_weighted_distillation():
     teacher = torch.full((2, 3), -0.5)
     mb = micro_batch(teacher_logp=teacher)
     loss, metrics = total_loss(objective_terms(ALGORITHMS["sdar"], cfg), mb, cfg)
-    pg, _ = ppo_clip_loss(mb.logp, mb.old_logp, mb.adv, mb.mask, n_tokens=10.0)
+    pg, *_ = ppo_clip_loss(mb.logp, mb.old_logp, mb.adv, mb.mask, n_tokens=10.0)
     gate = torch.sigmoid(5.0 * (teacher - mb.logp.detach()))
     distill = (gate * (teacher - mb.logp) * mb.mask).sum() / 10.0
     assert loss.item() == pytest.approx((pg + 0.25 * distill).item(), rel=1e-6)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from sdar_agent.config import ConfigError, load_config, preset_names
-from sdar_agent.parsing import parse_think_action
 from sdar_agent.prompts import PromptTemplate, register_template, template_for
+from sdar_envs.answers import parse_think_action
 
 
 @pytest.mark.parametrize(
@@ -39,9 +39,14 @@ def test_template_layout_and_lookup():
     assert "Step 4: observation: obs a\nStep 4: your action: look" in later
     assert "Step 5: your action: inventory" in later
     assert later.index("Step 5: your action") < later.index("Current observation (step 6)")
-    assert template_for("some/Other-v0").name == "generic"
-    register_template("test/Env-v0", PromptTemplate("test-template", "Intro."))
-    assert template_for("test/Env-v0").intro == "Intro."
+    import gymnasium as gym
+
+    if "test/Plain-v0" not in gym.registry:  # an env class that declares no template
+        gym.register("test/Plain-v0", entry_point=lambda: None)
+    assert template_for("test/Plain-v0").name == "generic"
+    register_template(PromptTemplate("test-template", "Intro."))
+    assert template_for("sdar/ALFWorld-v0", "test-template").intro == "Intro."
+    assert template_for("sdar/ALFWorld-v0", "searchqa") is template_for("sdar/SearchQA-v0")  # another env's, by name
     with pytest.raises(ValueError, match="rollout.template='nope'"):
         template_for("sdar/ALFWorld-v0", "nope")
 
@@ -201,7 +206,7 @@ def test_guess_number_example_has_a_bisection_expert():
 def test_the_console_carries_the_projects_info_messages_and_only_other_libraries_warnings():
     import logging
 
-    from sdar_agent.train import configure_logging
+    from sdar_agent.cli import configure_logging
 
     root, ours = logging.getLogger(), [logging.getLogger(name) for name in ("sdar_agent", "sdar_envs")]
     levels = [root.level] + [logger.level for logger in ours]
@@ -217,7 +222,7 @@ def test_the_console_carries_the_projects_info_messages_and_only_other_libraries
 
 
 def test_a_run_ends_with_each_validation_and_the_episodes_it_rests_on():
-    from sdar_agent.train import report
+    from sdar_agent.cli import report
 
     results = {"sft": {"validations": [(0, 0.0, 8), (133, 0.125, 8)], "run_dir": "runs/demo/sft", "step": 133},
                "rl": {"validations": [(1, 0.375, 8), (2, 0.5, 0)], "run_dir": "runs/demo", "step": 2}}
@@ -229,3 +234,12 @@ def test_a_run_ends_with_each_validation_and_the_episodes_it_rests_on():
         "validation success after RL (step 2): 50.0%",  # no episode count logged (an older run)
         "rl: runs/demo (step 2)",
     ]
+
+
+def test_keys_inside_a_mapping_field_are_settable_from_the_command_line():
+    cfg = load_config("demo", ["env.kwargs.questions=data/q.jsonl", "env.kwargs.split.seed=3"])
+    assert cfg.env.kwargs == {"embedded": "easy", "questions": "data/q.jsonl", "split": {"seed": 3}}
+    with pytest.raises(ConfigError, match="env.kwargs.embedded is 'easy', not a mapping"):
+        load_config("demo", ["env.kwargs.embedded.x=1"])
+    with pytest.raises(ConfigError, match="env.max_turns is a value, not a section"):
+        load_config("demo", ["env.max_turns.x=1"])

@@ -15,7 +15,7 @@ torch = pytest.importorskip("torch", reason="the trainer's losses need torch (pi
 
 from sdar_agent.advantages import grpo_advantages  # noqa: E402
 from sdar_agent.config import AlgoConfig  # noqa: E402
-from sdar_agent.losses import entropy_from_logits  # noqa: E402
+from sdar_agent.losses import entropy_from_logits, ppo_clip_loss  # noqa: E402
 from sdar_agent.objective import ALGORITHMS, MicroBatch, objective_terms, total_loss  # noqa: E402
 
 
@@ -115,9 +115,11 @@ def test_dual_clip_and_entropy_bonus_as_the_reference(batch):
     want = reference(lambda logits, logp: ref_policy_loss(old, logp, adv[:, None].expand(3, 5), mask)
                      - 0.001 * masked_mean(entropy_from_logits(logits), mask), batch)
     assert_same(got, want)
-    # and dual clip really acts: a negative advantage on a token whose ratio exploded
-    huge = ref_policy_loss(torch.zeros(1, 1), torch.full((1, 1), 3.0), torch.tensor([[-1.0]]), torch.ones(1, 1))
-    assert huge.item() == pytest.approx(3.0)  # capped at -A * c, not -A * e^3
+    # and our dual clip really acts: a negative advantage on a token whose ratio exploded
+    huge = ppo_clip_loss(torch.full((1, 1), 3.0), torch.zeros(1, 1), torch.tensor([-1.0]), torch.ones(1, 1),
+                         clip_ratio_c=3.0)
+    assert huge.loss.item() == pytest.approx(3.0)  # capped at -A * c, not -A * e^3
+    assert huge.dual_clipped.tolist() == [[True]]
 
 
 def test_sdar_and_opsd_as_the_reference(batch):
