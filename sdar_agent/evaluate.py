@@ -111,8 +111,8 @@ def _load_weights(model: Any, checkpoint: Path) -> None:
     load_trainable_state(model, state)
 
 
-def load_for_evaluation(cfg: TrainConfig, checkpoint: Path | None) -> Agent:
-    """The agent of `cfg`'s model, or of the one saved at `checkpoint` (an HF folder, a LoRA adapter, a checkpoint)."""
+def load_for_evaluation(cfg: TrainConfig, checkpoint: Path | None) -> tuple[Agent, Any]:
+    """The agent and model of `cfg`'s model, or of the one saved at `checkpoint` (HF folder, adapter, checkpoint)."""
     from sdar_agent.generation import make_generator
     from sdar_agent.models import compute_dtype, load_policy, load_tokenizer, pick_device
     from sdar_agent.prompts import template_for
@@ -130,7 +130,7 @@ def load_for_evaluation(cfg: TrainConfig, checkpoint: Path | None) -> Agent:
     elif checkpoint is not None and not (checkpoint / "config.json").is_file():
         _load_weights(model, checkpoint)
     generator = make_generator(cfg.rollout, model, tokenizer, compute_dtype(cfg.model, device), cfg.seed)
-    return Agent(generator, tokenizer, template_for(cfg.env.id, cfg.rollout.template))
+    return Agent(generator, tokenizer, template_for(cfg.env.id, cfg.rollout.template)), model
 
 
 def evaluate_checkpoint(cfg: TrainConfig, checkpoint: Path | None, split: str, tasks: int,
@@ -146,7 +146,7 @@ def evaluate_checkpoint(cfg: TrainConfig, checkpoint: Path | None, split: str, t
     from sdar_agent.hardware import commit_id
 
     _seed(cfg.seed)
-    agent = load_for_evaluation(cfg, checkpoint)
+    agent, _ = load_for_evaluation(cfg, checkpoint)
     samples = cfg.eval.samples
     pool = EnvPool.from_config(cfg.env, split, max(min(tasks, 16), samples))
     try:

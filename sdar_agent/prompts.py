@@ -85,3 +85,19 @@ def turn_prompt_ids(tokenizer: Any, template: PromptTemplate, task: str, observa
             _warned_truncation = True
         ids = ids[-max_tokens:]
     return ids
+
+
+def teacher_prompt_ids(tokenizer: Any, template: PromptTemplate, task: str, observation: str, admissible: Sequence[str],
+                       history: Sequence[tuple[str, str]], step: int, history_length: int, max_tokens: int,
+                       skills: str, placement: str, student_prompt: list[int]) -> list[int]:
+    """The same turn's prompt with `skills` for the teacher: before the chat (`prefix`) or in the message.
+
+    In the message the budget grows by the skills' length, so the teacher sees the student's history.
+    """
+    if not skills:
+        return student_prompt
+    if placement == "prefix":
+        return privileged_prefix_ids(tokenizer, skills) + student_prompt
+    extra = len(tokenizer(skills, add_special_tokens=False)["input_ids"]) + 16
+    return turn_prompt_ids(tokenizer, template, task, observation, admissible, history, step, history_length,
+                           max_tokens + extra, skills=skills)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sdar_agent.generation import Generator, Sampling
-from sdar_agent.prompts import PromptTemplate, privileged_prefix_ids, turn_prompt_ids
+from sdar_agent.prompts import PromptTemplate, teacher_prompt_ids, turn_prompt_ids
 from sdar_agent.workers import EnvPool, Failure
 from skillbank import Retrieval, SkillSelector
 
@@ -77,6 +77,15 @@ class SkillUse:
     in_student: bool  # Skill-GRPO: the student's own prompt holds the skills
     for_teacher: bool  # SDAR family: build the teacher's prompt too
     placement: str  # "user_message" | "prefix"
+
+
+def skill_selector(cfg: Any, tokenizer: Any) -> SkillSelector:
+    """The run's skill selector: `skills.bank` (else the env's own bank), strategy, k and token budget."""
+    from sdar_agent.workers import env_class
+
+    s = cfg.skills
+    return SkillSelector(s.bank or env_class(cfg.env.id).skill_bank, s.strategy, s.k or None, s.budget_tokens,
+                         lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"]), cfg.seed, s.ucb_c)
 
 
 @dataclass
@@ -231,10 +240,6 @@ def _prompt(tokenizer: Any, template: PromptTemplate, t: _Trajectory, step: int,
 def _teacher_prompt(tokenizer: Any, template: PromptTemplate, t: _Trajectory, step: int, history_length: int,
                     max_tokens: int, placement: str, student_prompt: list[int]) -> list[int]:
     """The same turn's prompt with the trajectory's skills, for the teacher (called before `t` moves on)."""
-    text = t.skills.text if t.skills is not None else ""
-    if not text:
-        return student_prompt
-    if placement == "prefix":
-        return privileged_prefix_ids(tokenizer, text) + student_prompt
-    extra = len(tokenizer(text, add_special_tokens=False)["input_ids"]) + 16  # the same history as the student
-    return _prompt(tokenizer, template, t, step, history_length, max_tokens + extra, skills=text)
+    return teacher_prompt_ids(tokenizer, template, t.task, t.observation, t.admissible, t.history, step,
+                              history_length, max_tokens, t.skills.text if t.skills is not None else "", placement,
+                              student_prompt)

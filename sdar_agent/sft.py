@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from sdar_agent.config import ConfigError, TrainConfig
-from sdar_agent.prompts import PromptTemplate, chat_ids, turn_prompt_ids
+from sdar_agent.prompts import PromptTemplate, chat_ids, teacher_prompt_ids, turn_prompt_ids
 from sdar_agent.rollout import Sample
 from sdar_agent.workers import make_env
 from skillbank import SkillSelector
@@ -46,11 +46,14 @@ def answer_ids(tokenizer: Any, answer: str, eos_ids: set[int]) -> list[int]:
 
 
 def collect_demonstrations(cfg: TrainConfig, tokenizer: Any, template: PromptTemplate, eos_ids: set[int],
-                           skills: SkillSelector | None = None) -> tuple[list[Sample], dict[str, float]]:
-    """Expert episodes on the train split as turn samples, and their summary (episodes, wins, turns).
+                           skills: SkillSelector | None = None,
+                           teacher: SkillSelector | None = None) -> tuple[list[Sample], dict[str, float]]:
+    """Expert episodes on `cfg.env.split` as turn samples, and their summary (episodes, wins, turns).
 
-    Episodes are drawn with `cfg.seed` from `cfg.env.split` (never a validation split), so the same
-    config gives the same demonstrations. Only won episodes are kept.
+    Episodes are drawn with `cfg.seed` from `cfg.env.split` (the train split for SFT), so the same
+    config gives the same demonstrations. Only won episodes are kept. `skills` go into the
+    student's prompt (Skill-GRPO's warm start); with `teacher`, each sample also holds the
+    teacher's prompt with that selector's skills (placed as `skills.placement` says).
     """
     env = make_env(cfg.env.id, {**cfg.env.kwargs, "split": cfg.env.split}, demo_turns(cfg))
     try:
@@ -61,7 +64,8 @@ def collect_demonstrations(cfg: TrainConfig, tokenizer: Any, template: PromptTem
         samples: list[Sample] = []
         wins = 0
         for traj, index in enumerate(chosen):
-            episode = _demonstrate(env, task_ids[int(index)], traj, cfg, tokenizer, template, eos_ids, skills, rng)
+            episode = _demonstrate(env, task_ids[int(index)], traj, cfg, tokenizer, template, eos_ids, skills, rng,
+                                   teacher)
             if episode:
                 wins += 1
                 samples += episode
@@ -79,7 +83,8 @@ def demo_turns(cfg: TrainConfig) -> int:
 
 
 def _demonstrate(env: Any, task_id: str, traj: int, cfg: TrainConfig, tokenizer: Any, template: PromptTemplate,
-                 eos_ids: set[int], skills: SkillSelector | None, rng: np.random.Generator) -> list[Sample]:
+                 eos_ids: set[int], skills: SkillSelector | None, rng: np.random.Generator,
+                 teacher: SkillSelector | None = None) -> list[Sample]:
     """One expert episode as samples (empty when the expert did not win it).
 
     With `sft.noise` > 0 some turns play a wrong action instead (a random admissible one, or the
@@ -89,6 +94,7 @@ def _demonstrate(env: Any, task_id: str, traj: int, cfg: TrainConfig, tokenizer:
     observation, info = env.reset(seed=cfg.seed + traj, options={"task_id": task_id})
     task, task_type, admissible = info["task"], info["task_type"], info["admissible_actions"]
     shown = skills.retrieve(task_type, task).text if skills is not None else ""
+    teacher_skills = teacher.retrieve(task_type, task).text if teacher is not None else ""
     history: list[tuple[str, str]] = []
     samples: list[Sample] = []
     for step in range(demo_turns(cfg)):
@@ -110,11 +116,17 @@ def _demonstrate(env: Any, task_id: str, traj: int, cfg: TrainConfig, tokenizer:
         if not parsed.valid:
             raise RuntimeError(f"template {template.name!r} does not read back its own answer {answer!r}: "
                                f"{parsed.reason}.")
+        r = cfg.rollout
         prompt = turn_prompt_ids(tokenizer, template, task, observation, admissible, history, step,
-                                 cfg.rollout.history_length, cfg.rollout.max_prompt_tokens, skills=shown)
+                                 r.history_length, r.max_prompt_tokens, skills=shown)
+        teacher_prompt = None
+        if teacher is not None:
+            teacher_prompt = teacher_prompt_ids(tokenizer, template, task, observation, admissible, history, step,
+                                                r.history_length, r.max_prompt_tokens, teacher_skills,
+                                                cfg.skills.placement, prompt)
         response = answer_ids(tokenizer, answer, eos_ids)
         samples.append(Sample(prompt, response, group=traj, traj=traj, step=step, task_id=task_id,
-                              task_type=task_type, valid=True))
+                              task_type=task_type, valid=True, teacher_prompt_ids=teacher_prompt))
         history.append((observation, parsed.action))
         observation, _, terminated, truncated, info = env.step(parsed.action)
         admissible = info["admissible_actions"]

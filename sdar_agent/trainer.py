@@ -56,7 +56,7 @@ from sdar_agent.logprobs import (
 from sdar_agent.models import compute_dtype, frozen_copy, load_policy, load_tokenizer, pick_device
 from sdar_agent.objective import MicroBatch, objective_terms, total_loss
 from sdar_agent.prompts import template_for
-from sdar_agent.rollout import Agent, Episode, RolloutSettings, Sample, SkillUse
+from sdar_agent.rollout import Agent, Episode, RolloutSettings, Sample, SkillUse, skill_selector
 from sdar_agent.sharding import (
     broadcast_weights,
     check_supported,
@@ -68,7 +68,7 @@ from sdar_agent.sharding import (
 )
 from sdar_agent.stages import RL, Stage
 from sdar_agent.tracking import Tracker, episode_summary
-from sdar_agent.workers import EnvPool, env_class
+from sdar_agent.workers import EnvPool
 from skillbank import SkillSelector
 
 logger = logging.getLogger(__name__)
@@ -169,14 +169,9 @@ class Trainer:
                         "sharded (FSDP2)" if is_sharded(acc) else "data parallel (DDP)", f"{held:,}", f"{total:,}")
 
     def _skill_selector(self) -> SkillSelector:
-        s = self.cfg.skills
-        selector = SkillSelector(s.bank or env_class(self.cfg.env.id).skill_bank, s.strategy, s.k or None,
-                                 s.budget_tokens, self._count_tokens, self.cfg.seed, s.ucb_c)
+        selector = skill_selector(self.cfg, self.tokenizer)
         self.acc.register_for_checkpointing(selector)
         return selector
-
-    def _count_tokens(self, text: str) -> int:
-        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def skill_use(self, in_student: bool, for_teacher: bool) -> SkillUse | None:
         """How this stage's episodes use skills: in the student's prompt, for the teacher's, or not at all."""

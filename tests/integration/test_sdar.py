@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 pytest.importorskip("transformers", reason="the trainer needs transformers (pip install 'sdar[train]')")
@@ -101,8 +104,11 @@ def test_every_algorithm_runs_on_the_loop(tmp_path, alfworld_games, algo, presen
         assert key not in row, key
     assert not undocumented(rows)  # every key a run writes is described in tracking.METRICS (docs/metrics.md)
     assert row["actor/nonfinite_steps"] == 0.0
-    if algo == "grpo":  # no teacher: no teacher pass
+    if algo == "grpo":  # no teacher: no teacher pass; the validation's report keeps its panel and outcomes
         assert row["perf/teacher_s"] == 0.0
+        report = json.loads((tmp_path / algo / "validations" / "step_000001_valid_unseen.json").read_text())
+        assert len(report["panel"]) == 2 and set(report["outcomes"]) == set(report["panel"])
+        assert row["val/success_low"] <= row["val/success_rate"] <= row["val/success_high"]
     if algo == "grpo_opsd":
         assert row["sdar/gate_mean"] == pytest.approx(0.5) and row["sdar/gate_active_ratio"] == 0.0
     if algo == "opsd":  # SDAR's gated term without the RL term, as the reference runs it
@@ -126,3 +132,44 @@ def test_ucb_state_is_checkpointed(tmp_path, alfworld_games):
         states.append(torch.load(f, weights_only=False))  # accelerate writes custom states with torch.save
     bank_state = next(s for s in states if "bank" in s)["bank"]
     assert bank_state["bank"] == "alfworld" and bank_state["ucb"]["stats"]
+
+
+def test_the_teacher_premise_example_runs_end_to_end(tmp_path, alfworld_games, capsys):
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[2] / "examples" / "teacher_premise.py"
+    spec = importlib.util.spec_from_file_location("teacher_premise", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = tmp_path / "premise.json"
+    result = module.main(["demo", "model.name=tiny", "model.compute_dtype=float32", "env.num_workers=0",
+                          f"env.kwargs={{data_dir: {alfworld_games}}}", "rollout.max_response_tokens=4",
+                          "env.max_turns=2", "episodes=2", "tasks=2", f"out={out}"])
+    gap = result["teacher_gap"]
+    assert gap["answers"] > 0 and gap["tokens"] > gap["answers"] and 0.0 <= gap["positive_share"] <= 1.0
+    assert set(result["success"]) == {"with_skills", "without_skills"}
+    assert result["success"]["with_skills"]["panel"] == result["success"]["without_skills"]["panel"]
+    assert json.loads(out.read_text())["comparison"]["tasks"] == 2
+    assert "| teacher gap, nats/token |" in capsys.readouterr().out
+
+
+def test_held_out_expert_states_carry_the_teachers_prompt(tiny, alfworld_games):
+    from sdar_agent.config import load_config
+    from sdar_agent.premise import expert_states
+    from sdar_agent.rollout import skill_selector
+
+    _, tokenizer = tiny
+    cfg = load_config("demo", ["model.name=tiny", f"env.kwargs={{data_dir: {alfworld_games}}}", "env.max_turns=20"])
+    selector = skill_selector(cfg, tokenizer)
+    states = expert_states(cfg, tokenizer, template_for(cfg.env.id), {tokenizer.eos_token_id}, selector,
+                           "valid_unseen", episodes=2)
+    from sdar_agent.workers import make_env
+
+    env = make_env(cfg.env.id, {"data_dir": str(alfworld_games), "split": "valid_unseen"}, 20)
+    held_out = set(env.unwrapped.task_ids)
+    env.close()
+    assert states and {s.task_id for s in states} <= held_out  # the held-out split's states, not train's
+    for s in states:
+        teacher = tokenizer.decode(s.teacher_prompt_ids)
+        assert "Skills that may help with this task:" in teacher and "Skills that may help" not in tokenizer.decode(
+            s.prompt_ids)

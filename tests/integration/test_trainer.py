@@ -319,12 +319,25 @@ def test_evaluate_cli_on_a_trained_checkpoint(tmp_path, alfworld_games):
     run_train(tmp_path, alfworld_games, "ev", steps=2)
     from sdar_agent.cli import evaluate_main as main
 
-    for checkpoint in (tmp_path / "ev" / "final", tmp_path / "ev" / "checkpoints" / "step_000002"):
-        code = main(["demo", "model.name=tiny", f"checkpoint={checkpoint}", "tasks=2", "env.num_workers=0",
-                     "rollout.max_response_tokens=8", "env.max_turns=2", f"env.kwargs={{data_dir: {alfworld_games}}}"])
-        assert code == 0
+    final, step2 = tmp_path / "ev" / "final", tmp_path / "ev" / "checkpoints" / "step_000002"
+    common = ["demo", "model.name=tiny", "tasks=3", "env.num_workers=0", "rollout.max_response_tokens=8",
+              "env.max_turns=2", f"env.kwargs={{data_dir: {alfworld_games}}}"]
+    for checkpoint in (final, step2):
+        assert main([*common, f"checkpoint={checkpoint}"]) == 0
         result = json.loads((checkpoint / "eval.json").read_text())
-        assert result["episodes"] == 2 and 0.0 <= result["summary"]["success_rate"] <= 1.0
+        assert result["episodes"] == 3 and 0.0 <= result["summary"]["success_rate"] <= 1.0
+        low, high = result["wilson_95"]
+        assert low <= result["success_rate"] <= high and len(result["panel"]) == 3 and result["commit"]
+    # avg@k on the same fixed panel, and a paired comparison with the other checkpoint's report
+    assert main([*common, f"checkpoint={final}", "eval.samples=2", f"compare={step2}"]) == 0
+    again = json.loads((final / "eval.json").read_text())
+    assert again["panel"] == result["panel"] and again["samples"] == 2 and again["episodes"] == 6
+    assert all(len(again["outcomes"][t]) == 2 for t in again["panel"])
+    comparison = json.loads((final / "compare.json").read_text())
+    assert comparison["tasks"] == 3 and comparison["samples"] == 2 and 0.0 <= comparison["mcnemar_p"] <= 1.0
+    assert comparison["difference_low"] <= comparison["difference"] <= comparison["difference_high"]
+    # an evaluation of another panel is refused, not compared
+    assert main([*common, "tasks=2", f"checkpoint={final}", f"compare={step2 / 'eval.json'}"]) == 2
 
 
 def test_ctrl_c_finishes_the_step_and_checkpoints(tmp_path, alfworld_games):
