@@ -15,8 +15,11 @@
    finished runs and step-0 validations (delete them to re-measure).
 4. Prints a table (mean ± std over seeds of validation success and valid-action ratio at the last
    step, training success, seconds per step, wall time of each stage, kept in `<out>/timings.json`),
-   writes it to `<out>/comparison.md`, and the validation success per step per algorithm (mean ±
-   std band) to `<out>/comparison.png`.
+   then the paired comparisons on the pooled seeds (each method against the SFT model, and each
+   pair of methods: the same panel's tasks under each seed paired, from the validations' reports:
+   the difference with a paired bootstrap 95 % interval and an exact McNemar p-value), writes both
+   to `<out>/comparison.md`, and the validation success per step per algorithm (mean ± std band)
+   to `<out>/comparison.png`.
 Extra `key=value` arguments apply to every stage (e.g. `env.max_turns=12`).
 """
 
@@ -112,6 +115,37 @@ def table(start: dict[int, dict], runs: dict[str, dict[int, list[dict]]], wall: 
     return "\n".join(lines) + "\n"
 
 
+def final_outcomes(out: Path, name: str, step: int, split: str = "valid_unseen") -> dict[str, list[bool]]:
+    """The per-task outcomes of run `name`'s validation at `step` (its report in `validations/`)."""
+    report = out / name / "validations" / f"step_{step:06d}_{split}.json"
+    return json.loads(report.read_text())["outcomes"]
+
+
+def pooled(out: Path, names: dict[int, tuple[str, int]]) -> dict[str, list[bool]]:
+    """Outcomes of one method over seeds, keyed `<seed>/<task>`: {seed: (run name, step)} -> pooled outcomes."""
+    return {f"{seed}/{task}": won for seed, (name, step) in sorted(names.items())
+            for task, won in final_outcomes(out, name, step).items()}
+
+
+def paired_table(out: Path, seeds: list[int], algos: list[str], steps: int) -> str:
+    """Each method against the SFT model and each pair of methods, paired per (seed, task) on the pooled seeds."""
+    from sdar_agent.stats import paired_comparison
+
+    methods = {"SFT model": pooled(out, {s: (f"start-seed{s}", 0) for s in seeds})}
+    methods.update({algo: pooled(out, {s: (f"{algo}-seed{s}", steps) for s in seeds}) for algo in algos})
+    names = list(methods)
+    pairs = [(names[0], b) for b in names[1:]] + [(a, b) for i, a in enumerate(names[1:], 1) for b in names[i + 1 :]]
+    lines = ["", f"Paired on {len(seeds)} seeds x the panel (each (seed, task) a pair; B - A):", "",
+             "| A | B | success A | success B | B - A [95 % CI] | won by B alone / A alone | McNemar p |",
+             "|---|---|---|---|---|---|---|"]
+    for a, b in pairs:
+        c = paired_comparison(methods[a], methods[b])
+        lines.append(f"| {a} | {b} | {c.success_a:.3f} | {c.success_b:.3f} | {c.difference:+.3f} "
+                     f"[{c.difference_low:+.3f}, {c.difference_high:+.3f}] | {c.only_b} / {c.only_a} | "
+                     f"{c.mcnemar_p:.3g} |")
+    return "\n".join(lines) + "\n"
+
+
 def plot(start: dict[int, dict], runs: dict[str, dict[int, list[dict]]], out: Path) -> None:
     import matplotlib
 
@@ -141,7 +175,7 @@ def plot(start: dict[int, dict], runs: dict[str, dict[int, list[dict]]], out: Pa
     plt.close(fig)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -152,7 +186,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/sdar_vs_grpo"))
     parser.add_argument("--sft-set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="overrides for the SFT stage only, after the shared ones; put it last")
-    args, overrides = parser.parse_known_args()
+    args, overrides = parser.parse_known_args(argv)
     overrides = [f"val_tasks={args.val_tasks}", *overrides]
     args.out.mkdir(parents=True, exist_ok=True)
     timings_file = args.out / "timings.json"  # seconds per stage, kept so that a reused stage keeps its time
@@ -184,7 +218,7 @@ def main() -> None:
         wall.update({algo: sum(timings[f"{algo}-seed{s}"] for s in by_seed) for algo, by_seed in runs.items()})
         header = (f"# {' vs '.join(args.algos)} from one SFT model: {args.steps} RL steps, seeds {sorted(start)} of "
                   f"{args.seeds} finished, {setting}")
-        text = table(start, runs, wall, header)
+        text = table(start, runs, wall, header) + paired_table(args.out, sorted(start), args.algos, args.steps)
         (args.out / "comparison.md").write_text(text)
         plot(start, runs, args.out)
     print(text)

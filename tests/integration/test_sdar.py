@@ -173,3 +173,19 @@ def test_held_out_expert_states_carry_the_teachers_prompt(tiny, alfworld_games):
         teacher = tokenizer.decode(s.teacher_prompt_ids)
         assert "Skills that may help with this task:" in teacher and "Skills that may help" not in tokenizer.decode(
             s.prompt_ids)
+
+
+def test_the_comparison_experiment_runs_end_to_end_on_the_tiny_model(tmp_path, alfworld_games):
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[2] / "examples" / "sdar_vs_grpo_cpu.py"
+    spec = importlib.util.spec_from_file_location("sdar_vs_grpo_cpu", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = tmp_path / "cmp"
+    module.main(["--seeds", "0", "--steps", "1", "--val-tasks", "2", "--out", str(out), "model.name=tiny",
+                 "model.compute_dtype=float32", "env.num_workers=0", f"env.kwargs={{data_dir: {alfworld_games}}}",
+                 "rollout.max_response_tokens=4", "env.max_turns=2", "skills.bank=", "--sft-set", "sft.episodes=2", "sft.batch_size=8"])
+    text = (out / "comparison.md").read_text()
+    assert "| SFT model | grpo |" in text and "| grpo | sdar |" in text and "McNemar p" in text
+    assert (out / "comparison.png").read_bytes()[:4] == b"\x89PNG"

@@ -63,3 +63,23 @@ def test_finished_runs_and_start_validations_are_reused(example, tmp_path):
     assert (got, fresh) == (finished, False)
     (tmp_path / "start-seed0.json").write_text(json.dumps({"val/success_rate": 0.5}))
     assert example.validate_start(tmp_path, tmp_path / "model", 0, []) == ({"val/success_rate": 0.5}, False)
+
+
+def test_paired_table_pools_the_seeds_validation_reports(example, tmp_path):
+    pytest.importorskip("scipy", reason="the paired statistics need scipy")
+
+    def report(name, step, wins):
+        folder = tmp_path / name / "validations"
+        folder.mkdir(parents=True)
+        outcomes = {f"task{i}": [w] for i, w in enumerate(wins)}
+        (folder / f"step_{step:06d}_valid_unseen.json").write_text(json.dumps({"outcomes": outcomes}))
+
+    for seed in (0, 1):
+        report(f"start-seed{seed}", 0, [True, False, False, False])
+        report(f"grpo-seed{seed}", 2, [True, True, True, False])
+    text = example.paired_table(tmp_path, [0, 1], ["grpo"], 2)
+    row = next(line for line in text.splitlines() if line.startswith("| SFT model | grpo |"))
+    cells = [c.strip() for c in row.split("|")[1:-1]]
+    # 8 (seed, task) pairs: 2 wins -> 6 wins, won by GRPO alone on 4, by the SFT model alone on none
+    assert cells[2:4] == ["0.250", "0.750"] and cells[4].startswith("+0.500 [") and cells[5] == "4 / 0"
+    assert cells[6] == "0.125"  # exact McNemar: 2 x 0.5^4
