@@ -185,7 +185,8 @@ def test_the_comparison_experiment_runs_end_to_end_on_the_tiny_model(tmp_path, a
     out = tmp_path / "cmp"
     module.main(["--seeds", "0", "--steps", "1", "--val-tasks", "2", "--out", str(out), "model.name=tiny",
                  "model.compute_dtype=float32", "env.num_workers=0", f"env.kwargs={{data_dir: {alfworld_games}}}",
-                 "rollout.max_response_tokens=4", "env.max_turns=2", "skills.bank=", "--sft-set", "sft.episodes=2", "sft.batch_size=8"])
+                 "rollout.max_response_tokens=4", "env.max_turns=2", "skills.bank=",
+                 "--sft-set", "sft.episodes=2", "sft.batch_size=8"])
     text = (out / "comparison.md").read_text()
     assert "| SFT model | grpo |" in text and "| grpo | sdar |" in text and "McNemar p" in text
     assert (out / "comparison.png").read_bytes()[:4] == b"\x89PNG"
