@@ -97,6 +97,10 @@ class Transition:
     admissible_actions: list[str] = field(default_factory=list)
 
 
+EPISODE_OVER = "The episode is over; reset() starts another."
+"""What an env answers to a step after its episode terminated."""
+
+
 class TextEnv(gym.Env[str, str]):
     """Base class of the text benchmarks: string observations and actions, task selection, info.
 
@@ -131,6 +135,8 @@ class TextEnv(gym.Env[str, str]):
         self._steps = 0
         self._won = False
         self._score = 0.0
+        self._ended: tuple[bool, bool] | None = None
+        self._last_observation = ""
         self._transcript: list[str] = []
 
     # ------------------------------------------------------------------ subclass interface
@@ -185,6 +191,8 @@ class TextEnv(gym.Env[str, str]):
         self._task_index = index
         self._task = self._start(index)
         self._steps, self._won, self._score = 0, False, 0.0
+        self._ended: tuple[bool, bool] | None = None  # (terminated, truncated) once the episode has ended
+        self._last_observation = self._task.observation
         self._transcript = [self._task.observation]
         info = self._info(self._task.admissible_actions, action_valid=True)
         return self._task.observation, info
@@ -197,11 +205,17 @@ class TextEnv(gym.Env[str, str]):
                 f"{type(self).__name__}.step() takes the action as a str, got {type(action).__name__}: "
                 f"{action!r}."
             )
+        if self._ended is not None:  # nothing more to earn: reward 0, the action invalid, the counter stopped
+            info = self._info([], action_valid=False)
+            return (f"{EPISODE_OVER}\n\n{self._last_observation}", 0.0, *self._ended, info)
         outcome = self._act(action)
         self._steps += 1
         self._won = self._won or outcome.won
         self._score = outcome.score
+        self._last_observation = outcome.observation
         self._transcript += [f"> {action}", outcome.observation]
+        if outcome.terminated:
+            self._ended = (True, False)
         info = self._info(outcome.admissible_actions, action_valid=outcome.action_valid)
         return outcome.observation, float(outcome.reward), outcome.terminated, False, info
 

@@ -121,7 +121,8 @@ class ALFWorldEnv(TextEnv):
         return TaskStart(self._state.feedback, task, game.task_type, self._state.admissible_commands)
 
     def _act(self, action: str) -> Transition:
-        assert self._state is not None and self._engine is not None
+        if self._state is None or self._engine is None:
+            raise RuntimeError(f"{type(self).__name__}.step() called after close(): reset() starts a new episode.")
         command = normalize(action)
         if command in self._state.admissible_commands:
             self._state = self._engine.step(command)

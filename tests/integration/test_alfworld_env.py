@@ -258,3 +258,19 @@ def test_expert_step_wins_every_game_and_explains_itself(alfworld_games, split):
     assert env.unwrapped.expert_step() == again.unwrapped.expert_step()  # seeded: the same demonstration
     env.close()
     again.close()
+
+
+def test_a_won_game_pays_its_reward_once_and_a_closed_env_says_so(alfworld_games):
+    env = make(alfworld_games)
+    info, actions = play_expert(env, options={"task_index": 0})
+    assert info["won"]
+    steps = info["step"]
+    for _ in range(3):  # the winning command again: no reward to farm
+        _, reward, terminated, _, info = env.step(actions[-1])
+        assert (reward, terminated, info["action_valid"], info["step"]) == (0.0, True, False, steps)
+    env.reset(options={"task_index": 0})
+    env.close()
+    with pytest.raises(RuntimeError, match=r"step\(\) called after close\(\)"):
+        env.step("look")
+    assert env.reset(options={"task_index": 0})[1]["step"] == 0  # a closed env starts again on reset
+    env.close()

@@ -127,3 +127,19 @@ def test_set_tasks_checks_ids_and_types():
         env.set_tasks(["a", "a"], ["x", "x"])
     with pytest.raises(ValueError, match="2 task ids but 1 task types"):
         env.set_tasks(["a", "b"], ["x"])
+
+
+def test_a_finished_episode_pays_nothing_more():
+    """After a win, more steps (even the winning action again) get reward 0, action_valid=False, the same step."""
+    from sdar_envs.core import EPISODE_OVER
+
+    env = GuessEnv()
+    env.reset(options={"task_id": "t2"})
+    _, reward, terminated, _, info = env.step("guess[oak]")
+    assert (reward, terminated, info["won"], info["step"]) == (1.0, True, True, 1)
+    for _ in range(3):
+        obs, reward, terminated, truncated, info = env.step("guess[oak]")
+        assert (reward, terminated, truncated, info["action_valid"], info["step"]) == (0.0, True, False, False, 1)
+        assert obs.startswith(EPISODE_OVER) and info["won"] and info["score"] == 1.0
+    assert env.reset(options={"task_id": "t2"})[1]["step"] == 0 and env.step("guess[oak]")[1] == 1.0  # a new episode
+
