@@ -352,8 +352,9 @@ def validate(cfg: TrainConfig) -> None:
     for key, value, (ok, rule) in _checked_fields(cfg):
         if not ok(value):
             raise ConfigError(f"{key}={value!r} is invalid: expected {rule}. Fix it in the preset or with {key}=...")
-    if not cfg.name or "/" in cfg.name:
-        raise ConfigError(f"name={cfg.name!r} is invalid: expected a non-empty folder name without '/'.")
+    if not cfg.name or cfg.name in (".", "..") or any(sep in cfg.name for sep in ("/", "\\", "\0")):
+        raise ConfigError(f"name={cfg.name!r} is invalid: expected one folder name (not '.' or '..', without '/' "
+                          "or '\\'): the run goes to <output_dir>/<name>.")
     if not cfg.env.val_splits or cfg.env.split in cfg.env.val_splits:
         raise ConfigError(
             f"env.val_splits={cfg.env.val_splits!r} must name held-out splits, not env.split={cfg.env.split!r}."

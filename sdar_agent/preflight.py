@@ -16,6 +16,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+from sdar_agent.checkpoints import STATE, Checkpoints, CorruptCheckpoint
 from sdar_agent.config import ConfigError, ModelConfig, TrainConfig
 from sdar_agent.workers import env_class
 
@@ -112,6 +113,11 @@ def check_checkpoint(checkpoint: str) -> None:
         raise ConfigError(f"checkpoint={checkpoint!r} holds no model (no config.json, adapter_config.json, "
                           "model*.safetensors or pytorch_model_fsdp_0/): give a run's final/ folder or one of its "
                           "checkpoints/step_N/ folders.")
+    if (path / STATE).is_file():  # a training checkpoint: its files as saved
+        try:
+            Checkpoints.verify(path)
+        except CorruptCheckpoint as err:
+            raise ConfigError(f"checkpoint={checkpoint!r}: {err}; give another checkpoint.") from None
 
 
 def check_resume(resume: str) -> None:

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from sdar_agent.checkpoints import holds_run
+from sdar_agent.checkpoints import holds_run, run_folder_of
 from sdar_agent.config import TrainConfig
 from sdar_agent.stages import RL, SFT
 from sdar_agent.trainer import NonFiniteTraining, Trainer
@@ -27,7 +27,7 @@ def run(cfg: TrainConfig, stages: Sequence[str] = STAGES) -> dict[str, Any]:
     The SFT stage runs when `sft.episodes` > 0 and its `final/` is not there yet (a resumed run
     skips a finished warm start); the RL stage starts from the SFT stage's model.
     """
-    cfg = fresh_run_name(cfg)
+    cfg = fresh_run_name(continue_in_resumed_folder(cfg))
     results: dict[str, Any] = {}
     sft_final = SFT.run_dir(cfg) / "final"
     if "sft" in stages and cfg.sft.episodes > 0:
@@ -41,6 +41,19 @@ def run(cfg: TrainConfig, stages: Sequence[str] = STAGES) -> dict[str, Any]:
     if "rl" in stages:
         results["rl"] = _run_stage(Trainer(cfg, RL))
     return results
+
+
+def continue_in_resumed_folder(cfg: TrainConfig) -> TrainConfig:
+    """With `resume=`, `cfg` moved to the folder of the run it resumes (whatever `name=` says): never another run."""
+    if not cfg.resume:
+        return cfg
+    folder = run_folder_of(cfg.resume)
+    if folder.resolve() == cfg.run_dir.resolve():
+        return cfg
+    moved = copy.deepcopy(cfg)
+    moved.output_dir, moved.name = str(folder.parent), folder.name
+    logging.getLogger(__name__).info("resume=%s: continuing the run in %s", cfg.resume, moved.run_dir)
+    return moved
 
 
 def fresh_run_name(cfg: TrainConfig) -> TrainConfig:

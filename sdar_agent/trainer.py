@@ -39,7 +39,7 @@ import torch
 import yaml
 
 from sdar_agent.advantages import grpo_advantages
-from sdar_agent.checkpoints import Checkpoints, claim_run_dir
+from sdar_agent.checkpoints import Checkpoints, claim_run_dir, run_folder_of
 from sdar_agent.config import ConfigError, TrainConfig
 from sdar_agent.evaluate import evaluate_policy, evaluation_report, evaluation_tasks
 from sdar_agent.generation import make_generator
@@ -117,6 +117,9 @@ class Trainer:
                               f"{self.acc.num_processes} processes.")
         seed_everything(cfg.seed + self.acc.process_index)
         self.run_dir = stage.run_dir(cfg)
+        if cfg.resume and run_folder_of(cfg.resume).resolve() != run_folder_of(str(self.run_dir)).resolve():
+            raise ConfigError(f"resume={cfg.resume} continues the run in {run_folder_of(cfg.resume)}, not this one's "
+                              f"folder {self.run_dir}: leave name= and output_dir= out (or make them name it).")
         self.tracker = self._claim_run_dir()
         self.lr = stage.lr(cfg)
         self.template = template_for(cfg.env.id, cfg.rollout.template)
@@ -207,7 +210,6 @@ class Trainer:
                 self.save_checkpoint()
             if not self._stop:
                 self.checkpoints.save_final(self.model, self.tokenizer)
-                self.checkpoints.share_final_weights(self.state.step)
         finally:
             signal.signal(signal.SIGINT, previous)
             if progress is not None:
@@ -491,8 +493,7 @@ class Trainer:
         self.checkpoints.save(self.state.step, self.cfg.to_dict())
 
     def resume(self, source: str) -> None:
-        path = self.checkpoints.find(source)
-        self.checkpoints.load(path)
+        path = self.checkpoints.resume_from(source)
         self.generator.sync_weights()  # a generation copy of the weights (bf16 on a CPU) must take the loaded ones
         self.tracker.truncate_after(self.state.step)
         if self.acc.is_main_process:

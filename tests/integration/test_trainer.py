@@ -445,7 +445,7 @@ def test_a_checkpoint_reloads_to_the_saved_weights_without_warnings(tmp_path, al
 
     from safetensors.torch import load_file
 
-    from sdar_agent.config import load_config
+    from sdar_agent.config import ConfigError, load_config
     from sdar_agent.trainer import Trainer
 
     with caplog.at_level(logging.WARNING):
@@ -453,11 +453,8 @@ def test_a_checkpoint_reloads_to_the_saved_weights_without_warnings(tmp_path, al
     assert "Removed shared tensor" not in caplog.text
     stored = load_file(tmp_path / "ck" / "checkpoints" / "step_000001" / "model.safetensors")
     assert "lm_head.weight" not in stored  # the tied output embedding is stored once, as save_pretrained does
-    # the last checkpoint and final/ hold the same step: its weights are on disk once
-    assert (tmp_path / "ck" / "checkpoints" / "step_000001" / "model.safetensors").samefile(
-        tmp_path / "ck" / "final" / "model.safetensors")
     final = load_file(tmp_path / "ck" / "final" / "model.safetensors")
-    cfg = load_config("demo", ["model.name=tiny", "name=ck2", f"output_dir={tmp_path}", "env.num_workers=0",
+    cfg = load_config("demo", ["model.name=tiny", "name=ck", f"output_dir={tmp_path}", "env.num_workers=0",
                                f"env.kwargs={{data_dir: {alfworld_games}}}", "log.tensorboard=false",
                                f"resume={tmp_path / 'ck'}", "algo.name=grpo"])
     trainer = Trainer(cfg)
@@ -469,14 +466,81 @@ def test_a_checkpoint_reloads_to_the_saved_weights_without_warnings(tmp_path, al
     for name, tensor in final.items():
         assert torch.equal(state[name], tensor), name
     assert state["lm_head.weight"].data_ptr() == state["model.embed_tokens.weight"].data_ptr()  # still tied
-    # continuing the run writes a new final/ beside the shared file, never through it
-    step1 = tmp_path / "ck" / "checkpoints" / "step_000001" / "model.safetensors"
-    saved = step1.read_bytes()
-    run_train(tmp_path, alfworld_games, "ck", "save_every=1", f"resume={tmp_path / 'ck'}", steps=2)
-    assert step1.read_bytes() == saved
-    assert not step1.samefile(tmp_path / "ck" / "final" / "model.safetensors")
-    assert (tmp_path / "ck" / "checkpoints" / "step_000002" / "model.safetensors").samefile(
-        tmp_path / "ck" / "final" / "model.safetensors")
+    # a trainer never resumes another folder's run into its own
+    with pytest.raises(ConfigError, match="continues the run in"):
+        Trainer(load_config("demo", ["model.name=tiny", "name=other", f"output_dir={tmp_path}",
+                                     f"resume={tmp_path / 'ck'}", "algo.name=grpo"]))
+    assert not (tmp_path / "other").exists()
+
+
+def test_a_corrupt_checkpoint_never_reaches_final_and_resume_falls_back(tmp_path, alfworld_games, caplog, capsys):
+    """No file of one folder changes through another; resume skips a corrupt or unfinished newest checkpoint."""
+    import logging
+
+    run_train(tmp_path, alfworld_games, "cc", "save_every=1", "save_total_limit=3", steps=2)
+    checkpoints = tmp_path / "cc" / "checkpoints"
+    final = (tmp_path / "cc" / "final" / "model.safetensors").read_bytes()
+    newest = checkpoints / "step_000002" / "model.safetensors"
+    with open(newest, "r+b") as f:  # a disk-full truncation of the newest checkpoint's weights
+        f.truncate(1000)
+    assert (tmp_path / "cc" / "final" / "model.safetensors").read_bytes() == final  # final/ is intact
+    (checkpoints / "step_000003.partial").mkdir()  # a save killed half-way
+    with caplog.at_level(logging.WARNING):
+        rows, _ = run_train(tmp_path, alfworld_games, "cc", "save_every=1", f"resume={tmp_path / 'cc'}", steps=3)
+    assert "skipping step_000003.partial" in caplog.text and "its save never finished" in caplog.text
+    assert "skipping step_000002" in caplog.text
+    assert "model.safetensors: its bytes are not the ones saved" in caplog.text
+    assert [r["step"] for r in rows] == [1, 2, 3]  # resumed from step 1: steps 2 and 3 written again
+    from sdar_agent.config import ConfigError, load_config
+    from sdar_agent.trainer import Trainer
+
+    with open(checkpoints / "step_000003" / "model.safetensors", "r+b") as f:
+        f.truncate(10)
+    with pytest.raises(ConfigError, match=r"step_000003/model.safetensors: its bytes are not the ones saved"):
+        Trainer(load_config("demo", ["model.name=tiny", "name=cc", f"output_dir={tmp_path}", "algo.name=grpo",
+                                     f"resume={checkpoints / 'step_000003'}"]))
+    from sdar_agent.cli import evaluate_main
+
+    capsys.readouterr()
+    assert evaluate_main(["demo", "model.name=tiny", f"checkpoint={checkpoints / 'step_000003'}"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "step_000003/model.safetensors: its bytes are not the ones saved" in err
+
+
+def test_resume_continues_the_named_run_and_never_touches_another(tmp_path, alfworld_games, lenient_template):
+    from sdar_agent.config import load_config
+    from sdar_agent.train import run
+
+    def cfg(*extra):
+        return load_config("demo", [
+            "model.name=tiny", "algo.name=grpo", f"output_dir={tmp_path}", "save_every=1", "val_every=0",
+            "sft.episodes=0", "env.num_workers=0", "rollout.tasks_per_step=1", "rollout.group_size=2",
+            "rollout.max_response_tokens=4", "env.max_turns=1", "log.progress=false", "log.tensorboard=false",
+            "log.plot=false", f"env.kwargs={{data_dir: {alfworld_games}}}", f"rollout.template={LENIENT}", *extra])
+
+    run(cfg("name=demo", "steps=3"))
+    run(cfg("name=x", "steps=1"))
+    demo_metrics = (tmp_path / "demo" / "metrics.jsonl").read_bytes()
+    result = run(cfg("steps=2", f"resume={tmp_path / 'x'}"))  # no name=: the preset's name is "demo"
+    assert result["rl"]["run_dir"] == str(tmp_path / "x") and result["rl"]["step"] == 2
+    assert (tmp_path / "demo" / "metrics.jsonl").read_bytes() == demo_metrics  # the other run is untouched
+    assert [json.loads(line)["step"] for line in (tmp_path / "x" / "metrics.jsonl").read_text().splitlines()] == [1, 2]
+
+
+def test_overwrite_removes_only_a_runs_own_outputs(tmp_path, alfworld_games, lenient_template):
+    from sdar_agent.config import ConfigError, load_config
+    from sdar_agent.train import run
+
+    with pytest.raises(ConfigError, match="name='..' is invalid"):
+        load_config("demo", ["name=..", "overwrite=true"])
+    stranger = tmp_path / "notes"  # a folder of the user's that happens to hold a metrics.jsonl
+    stranger.mkdir()
+    (stranger / "metrics.jsonl").write_text("my own numbers\n")
+    (stranger / "config.yaml").write_text("mine: true\n")
+    with pytest.raises(ConfigError, match="not a run folder sdar wrote"):
+        run(load_config("demo", ["model.name=tiny", "name=notes", f"output_dir={tmp_path}", "overwrite=true",
+                                 "sft.episodes=0", "env.num_workers=0", f"env.kwargs={{data_dir: {alfworld_games}}}"]))
+    assert (stranger / "metrics.jsonl").read_text() == "my own numbers\n" and (stranger / "config.yaml").is_file()
 
 
 def test_the_same_seed_gives_the_same_run_whatever_the_load(tmp_path, alfworld_games):
