@@ -97,6 +97,8 @@ class Transition:
     admissible_actions: list[str] = field(default_factory=list)
 
 
+NOT_TEXT = "Invalid action: it is not valid text"
+"""What an env answers to an action that cannot be encoded as UTF-8 (a lone surrogate)."""
 EPISODE_OVER = "The episode is over; reset() starts another."
 """What an env answers to a step after its episode terminated."""
 
@@ -136,7 +138,7 @@ class TextEnv(gym.Env[str, str]):
         self._won = False
         self._score = 0.0
         self._ended: tuple[bool, bool] | None = None
-        self._last_observation = ""
+        self._last_observation, self._last_admissible = "", []
         self._transcript: list[str] = []
 
     # ------------------------------------------------------------------ subclass interface
@@ -192,7 +194,7 @@ class TextEnv(gym.Env[str, str]):
         self._task = self._start(index)
         self._steps, self._won, self._score = 0, False, 0.0
         self._ended: tuple[bool, bool] | None = None  # (terminated, truncated) once the episode has ended
-        self._last_observation = self._task.observation
+        self._last_observation, self._last_admissible = self._task.observation, self._task.admissible_actions
         self._transcript = [self._task.observation]
         info = self._info(self._task.admissible_actions, action_valid=True)
         return self._task.observation, info
@@ -208,11 +210,18 @@ class TextEnv(gym.Env[str, str]):
         if self._ended is not None:  # nothing more to earn: reward 0, the action invalid, the counter stopped
             info = self._info([], action_valid=False)
             return (f"{EPISODE_OVER}\n\n{self._last_observation}", 0.0, *self._ended, info)
-        outcome = self._act(action)
+        try:
+            action.encode("utf-8")
+        except UnicodeEncodeError as err:  # a lone surrogate: no engine, server or index can take it
+            outcome = Transition(f"{NOT_TEXT} ({err.reason} at character {err.start})\n\n{self._last_observation}",
+                                 0.0, False, self._won, self._score, False, list(self._last_admissible))
+        else:
+            outcome = self._act(action)
         self._steps += 1
         self._won = self._won or outcome.won
         self._score = outcome.score
-        self._last_observation = outcome.observation
+        if not outcome.observation.startswith(NOT_TEXT):  # the state it reports back to, for the next such answer
+            self._last_observation, self._last_admissible = outcome.observation, outcome.admissible_actions
         self._transcript += [f"> {action}", outcome.observation]
         if outcome.terminated:
             self._ended = (True, False)

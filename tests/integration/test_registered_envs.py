@@ -68,3 +68,21 @@ def test_both_id_forms_make_the_env(env_id, tmp_path, request):
         done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root, env=env,
                               timeout=300)
         assert done.returncode == 0 and done.stdout.strip().endswith("ok"), done.stderr[-2000:]
+
+
+@pytest.mark.parametrize("make", sdar_envs.ENV_IDS, indirect=True)
+def test_a_malformed_action_is_invalid_and_a_finished_episode_pays_nothing(make):
+    from sdar_envs.core import EPISODE_OVER, NOT_TEXT
+
+    env = make()
+    try:
+        env.reset(seed=0)
+        for bad in ("search[\udc80 shoes]", "\ud800 city", "<answer>\udc80</answer>", "9" * 5000):
+            obs, reward, terminated, truncated, info = env.step(bad)
+            assert not info["action_valid"] and reward == 0.0 and not terminated, bad[:20]
+            assert obs.startswith(NOT_TEXT) == any(0xD800 <= ord(c) <= 0xDFFF for c in bad)  # a lone surrogate
+        env.unwrapped._ended = (True, False)  # as after a win: nothing more to earn, whatever the action
+        obs, reward, terminated, _, info = env.step("look")
+        assert obs.startswith(EPISODE_OVER) and reward == 0.0 and terminated and not info["action_valid"]
+    finally:
+        env.close()

@@ -143,3 +143,16 @@ def test_a_finished_episode_pays_nothing_more():
         assert obs.startswith(EPISODE_OVER) and info["won"] and info["score"] == 1.0
     assert env.reset(options={"task_id": "t2"})[1]["step"] == 0 and env.step("guess[oak]")[1] == 1.0  # a new episode
 
+
+
+def test_an_action_that_is_not_text_is_invalid_not_an_error():
+    from sdar_envs.core import NOT_TEXT
+
+    env = GuessEnv()
+    first, _ = env.reset(options={"task_id": "t0"})
+    for bad in ("guess[\udc80 apple]", "\ud800"):
+        obs, reward, terminated, _, info = env.step(bad)
+        assert obs.startswith(NOT_TEXT) and obs.endswith(first) and not info["action_valid"]
+        assert (reward, terminated) == (0.0, False) and info["admissible_actions"] == ["guess[apple]", "guess[pear]",
+                                                                                    "guess[oak]"]
+    assert info["step"] == 2 and env.step("guess[apple]")[1] == 1.0
