@@ -448,7 +448,8 @@ def _set(root: Any, key: str, value: Any, source: str, full_key: str | None = No
     for i, part in enumerate(parts):
         fields = {f.name: f for f in dataclasses.fields(obj)}
         if part not in fields:
-            where = ".".join(parts[:i]) or "the top level"
+            section = full_key[: len(full_key) - len(key)].rstrip(".")  # a preset's section: where `key` sits
+            where = ".".join([p for p in (section, *parts[:i]) if p]) or "the top level"
             close = difflib.get_close_matches(part, list(fields), n=1)
             hint = f" Did you mean {close[0]!r}?" if close else f" Known keys: {sorted(fields)}."
             raise ConfigError(f"{source}: unknown config key {full_key!r} ({part!r} is not a key of {where}).{hint}")

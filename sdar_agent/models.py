@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from sdar_agent.config import ModelConfig
+from sdar_agent.config import ConfigError, ModelConfig
 from sdar_agent.hardware import check_cpu_bfloat16
 from sdar_envs.cache import cache_dir
 
@@ -39,10 +39,18 @@ TINY = "tiny"
 
 
 def pick_device(cfg: ModelConfig) -> torch.device:
-    """`model.device`, where `auto` is cuda when available, else cpu."""
-    if cfg.device != "auto":
-        return torch.device(cfg.device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """`model.device`, where `auto` is cuda when available, else cpu; a device that is not there is a ConfigError."""
+    if cfg.device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(cfg.device)
+    except (RuntimeError, ValueError):
+        raise ConfigError(f"model.device={cfg.device!r} is not a device: expected auto, cpu, cuda or cuda:N.") from None
+    if device.type not in ("cpu", "cuda"):
+        raise ConfigError(f"model.device={cfg.device!r}: the trainer runs on cpu or cuda.")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"model.device={cfg.device!r} but no CUDA GPU is visible here: use model.device=cpu or auto.")
+    return device
 
 
 def compute_dtype(cfg: ModelConfig, device: torch.device) -> torch.dtype:

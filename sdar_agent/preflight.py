@@ -10,8 +10,8 @@ do; the CLIs print it and exit 2.
 
 from __future__ import annotations
 
-import importlib
 import importlib.util
+import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,15 +24,16 @@ from sdar_agent.workers import env_class
 def check_runnable(cfg: TrainConfig, *, splits: Sequence[str] = (), checkpoint: str | None = None,
                    uses_skills: bool = False) -> None:
     """Every check below for a run of `cfg` on `splits` (default: its train and validation splits)."""
-    check_env(cfg.env.id, list(splits) or [cfg.env.split, *cfg.env.val_splits])
+    check_env(cfg.env.id, list(splits) or [cfg.env.split, *cfg.env.val_splits], cfg.env.kwargs)
+    check_device(cfg.model.device)
     if checkpoint:
         check_checkpoint(checkpoint)
     if not (checkpoint and (Path(checkpoint) / "config.json").is_file()):
         check_model(cfg.model)
     if cfg.resume:
         check_resume(cfg.resume)
-    if uses_skills and cfg.skills.bank:
-        check_skill_bank(cfg.skills.bank)
+    if uses_skills:
+        check_skill_bank(cfg.skills.bank or env_class(cfg.env.id).skill_bank or "")
     if cfg.rollout.backend == "vllm":
         check_vllm()
 
@@ -48,13 +49,33 @@ def check_vllm() -> None:
         raise ConfigError("rollout.backend=vllm needs a CUDA GPU and none is visible: use rollout.backend=hf.")
 
 
-def check_env(env_id: str, splits: Sequence[str]) -> None:
-    """The env id is registered and each split is one of the env's."""
+def check_env(env_id: str, splits: Sequence[str], kwargs: dict | None = None) -> None:
+    """The env id is registered, each split is one of the env's, and the env takes every key of `env.kwargs`."""
+    import inspect
+
     cls = env_class(env_id)
     known = getattr(cls, "splits", None)
     for split in splits:
         if known is not None and split not in known:
             raise ConfigError(f"split {split!r} is not a split of {env_id}: expected one of {list(known)}.")
+    try:
+        parameters = inspect.signature(cls).parameters
+    except (TypeError, ValueError):  # a callable whose signature cannot be read: the env will say
+        return
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return
+    accepted = {name for name, p in parameters.items() if p.kind is not inspect.Parameter.VAR_POSITIONAL}
+    unknown = sorted(set(kwargs or {}) - accepted - {"split"})
+    if unknown:
+        raise ConfigError(f"env.kwargs: {env_id} takes no {', '.join(map(repr, unknown))}: its arguments are "
+                          f"{sorted(accepted - {'split', 'render_mode'})}.")
+
+
+def check_device(device: str) -> None:
+    """`model.device` names a device torch knows, and a CUDA device is visible when asked for (`models.pick_device`)."""
+    from sdar_agent.models import pick_device
+
+    pick_device(ModelConfig(device=device))
 
 
 def check_model(cfg: ModelConfig) -> None:
@@ -73,8 +94,15 @@ def check_model(cfg: ModelConfig) -> None:
         return
     path = Path(name).expanduser()
     if path.exists():
-        if not (path / "config.json").is_file():
+        config = path / "config.json"
+        if not config.is_file():
             raise ConfigError(f"model.name={name!r} is a folder without config.json: give a Hugging Face model folder.")
+        try:
+            fields = json.loads(config.read_text())
+        except (ValueError, UnicodeDecodeError) as err:
+            raise ConfigError(f"model.name={name!r}: {config} is not valid JSON ({err}).") from None
+        if not isinstance(fields, dict) or "model_type" not in fields:
+            raise ConfigError(f"model.name={name!r}: {config} names no model_type: not a Hugging Face model config.")
         return
     if name.startswith((".", "/", "~")) or name.count("/") > 1:
         raise ConfigError(f"model.name={name!r}: no such folder.")
@@ -130,15 +158,22 @@ def check_resume(resume: str) -> None:
 
 
 def check_skill_bank(bank: str) -> None:
-    """A bundled bank name, a bank file, an SDAR folder, or `sdar:<env>` with $SDAR_SKILLS_DIR set."""
-    from skillbank.bank import BANKS_DIR, OFFICIAL, bundled_banks, official_folder
+    """A bundled bank name, a bank file, an SDAR folder, or `sdar:<env>` with $SDAR_SKILLS_DIR set; loaded whole."""
+    from skillbank.bank import BANKS_DIR, OFFICIAL, SkillBank, bundled_banks, official_folder
+    from skillbank.schema import SkillBankError
 
+    if not bank:
+        raise ConfigError("the run uses skills, but neither skills.bank nor the env names a bank: set skills.bank=.")
     if bank.startswith(OFFICIAL):
         try:
             official_folder(bank)
         except FileNotFoundError as err:
             raise ConfigError(f"skills.bank={bank!r}: {err}") from None
-        return
-    if not Path(bank).exists() and not (BANKS_DIR / f"{bank}.json").is_file():
+    elif not Path(bank).exists() and not (BANKS_DIR / f"{bank}.json").is_file():
         raise ConfigError(f"skills.bank={bank!r} not found: give a bank file, an SDAR skill folder, sdar:<env>, or one "
                           f"of the bundled banks {bundled_banks()}.")
+    try:
+        SkillBank.load(bank)
+    except SkillBankError as err:
+        more = f"; and {len(err.problems) - 3} more" if len(err.problems) > 3 else ""
+        raise ConfigError(f"skills.bank={bank!r} is malformed: {'; '.join(err.problems[:3])}{more}.") from None

@@ -39,7 +39,7 @@ import torch
 import yaml
 
 from sdar_agent.advantages import grpo_advantages
-from sdar_agent.checkpoints import Checkpoints, claim_run_dir, run_folder_of
+from sdar_agent.checkpoints import Checkpoints, claim_run_dir, holds_run, run_folder_of
 from sdar_agent.config import ConfigError, TrainConfig
 from sdar_agent.evaluate import evaluate_policy, evaluation_report, evaluation_tasks
 from sdar_agent.generation import make_generator
@@ -117,9 +117,11 @@ class Trainer:
                               f"{self.acc.num_processes} processes.")
         seed_everything(cfg.seed + self.acc.process_index)
         self.run_dir = stage.run_dir(cfg)
-        if cfg.resume and run_folder_of(cfg.resume).resolve() != run_folder_of(str(self.run_dir)).resolve():
-            raise ConfigError(f"resume={cfg.resume} continues the run in {run_folder_of(cfg.resume)}, not this one's "
-                              f"folder {self.run_dir}: leave name= and output_dir= out (or make them name it).")
+        resumed = run_folder_of(cfg.resume) if cfg.resume else None
+        if resumed is not None and resumed.resolve() != run_folder_of(str(self.run_dir)).resolve() \
+                and holds_run(self.run_dir):  # continuing into a fresh folder is a fork; into another run, never
+            raise ConfigError(f"resume={cfg.resume} is a checkpoint of {resumed}, but {self.run_dir} holds another "
+                              f"run: leave name= and output_dir= out to continue {resumed}, or name a new folder.")
         self.tracker = self._claim_run_dir()
         self.lr = stage.lr(cfg)
         self.template = template_for(cfg.env.id, cfg.rollout.template)

@@ -9,6 +9,7 @@ exception (AttributeError, KeyError, UnicodeDecodeError, ...) may escape.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -162,3 +163,42 @@ PRESET = "name: x\nsteps: 3\nrollout:\n  group_size: 2\n"
     PRESET, "- steps\n- 3\n", "rollout:\n  groupsize: 2\n", "steps: many\n").items())
 def test_config_preset(tmp_path, kind, content):
     check(lambda path: load_config(str(path)), tmp_path / "preset.yaml", ConfigError, content)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("model.device=tpu9", "model.device='tpu9'"),
+    ("model.device=cuda", "no CUDA GPU is visible"),
+    ("env.kwargs={bogus_kw: 1}", "env.kwargs: sdar/ALFWorld-v0 takes no 'bogus_kw'"),
+])
+def test_preflight_refuses_bad_devices_and_env_arguments_in_one_line(override, message):
+    pytest.importorskip("torch", reason="the trainer's checks need torch")
+    import torch
+
+    from sdar_agent.config import ConfigError, load_config
+    from sdar_agent.preflight import check_runnable
+
+    if "cuda" in override and torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU")
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        check_runnable(load_config("demo", [override, "model.name=tiny"]))
+
+
+def test_preflight_loads_the_skill_bank_and_reads_the_model_config(tmp_path):
+    pytest.importorskip("torch", reason="the trainer's checks need torch")
+    from sdar_agent.config import ConfigError, load_config
+    from sdar_agent.preflight import check_runnable
+
+    bank = tmp_path / "bank.json"
+    bank.write_text(json.dumps({"name": "x", "general_skills": "not a list"}))
+    with pytest.raises(ConfigError, match="is malformed"):
+        check_runnable(load_config("demo", [f"skills.bank={bank}", "model.name=tiny"]), uses_skills=True)
+    for text, message in (("{}", "names no model_type"), ("{not json", "is not valid JSON")):
+        model = tmp_path / f"model{len(text)}"
+        model.mkdir()
+        (model / "config.json").write_text(text)
+        with pytest.raises(ConfigError, match=message):
+            check_runnable(load_config("demo", [f"model.name={model}"]))
+    preset = tmp_path / "preset.yaml"
+    preset.write_text("base: demo\nrollout:\n  group_sise: 4\n")
+    with pytest.raises(ConfigError, match=r"'group_sise' is not a key of rollout\)\. Did you mean 'group_size'"):
+        load_config(str(preset))
