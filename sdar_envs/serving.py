@@ -11,8 +11,37 @@ benchmarks that want a live HTTP endpoint without a second process.
 
 from __future__ import annotations
 
+import json
 import threading
 from typing import Any
+
+
+def read_json_object(data: bytes) -> dict[str, Any]:
+    """A request body as a JSON object; a ValueError that says what is wrong with it otherwise.
+
+    Covers what Python's parser itself cannot take (nesting deeper than its recursion limit, an
+    integer of over 4300 digits) as well as bodies that are not UTF-8, not JSON or not an object.
+    """
+    try:
+        body = json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as err:
+        raise ValueError(f"the body is not UTF-8 text (byte {err.start})") from None
+    except RecursionError:
+        raise ValueError("the body's JSON is nested too deeply") from None
+    except ValueError as err:  # JSONDecodeError, and the integer digit limit
+        raise ValueError(f"the body is not valid JSON ({str(err).splitlines()[0][:120]})") from None
+    if not isinstance(body, dict):
+        raise ValueError(f"the body is a JSON {type(body).__name__}, not an object")
+    return body
+
+
+def check_text(value: str, what: str) -> str:
+    """`value` if it is valid text (encodable as UTF-8); a ValueError naming `what` if it holds a lone surrogate."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise ValueError(f"{what} is not valid text: a lone surrogate at character {err.start}") from None
+    return value
 
 
 class BackgroundServer:

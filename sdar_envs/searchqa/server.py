@@ -30,6 +30,8 @@ from typing import Any
 from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from sdar_envs.serving import check_text, read_json_object
+
 logger = logging.getLogger(__name__)
 MAX_QUERIES = 512
 MAX_TOPK = 100
@@ -68,28 +70,33 @@ class Batcher:
             for queries, topk, future in jobs:
                 by_topk[topk].append((queries, future))
             for topk, group in by_topk.items():
-                flat = [q for queries, _ in group for q in queries]
-                try:
-                    results = self.retriever.search(flat, topk)
-                except Exception as e:  # noqa: BLE001 - handed to the waiting requests
-                    for _, future in group:
-                        future.set_exception(e)
-                    continue
-                self.batches += 1
-                start = 0
-                for queries, future in group:
-                    future.set_result(results[start : start + len(queries)])
-                    start += len(queries)
+                self._run(group, topk)
+
+    def _run(self, group: list[tuple[list[str], Future]], topk: int) -> None:
+        """One batch of requests' queries; if it fails, each request again on its own, so a bad query fails alone."""
+        flat = [q for queries, _ in group for q in queries]
+        try:
+            results = self.retriever.search(flat, topk)
+        except Exception as e:  # noqa: BLE001 - handed to the waiting requests
+            if len(group) == 1:
+                group[0][1].set_exception(e)
+            else:
+                for job in group:
+                    self._run([job], topk)
+            return
+        self.batches += 1
+        start = 0
+        for queries, future in group:
+            future.set_result(results[start : start + len(queries)])
+            start += len(queries)
 
 
 def _bad(message: str):
     return jsonify({"error": message}), 400
 
 
-def parse_request(body: Any, default_topk: int) -> tuple[list[str], int, bool]:
-    """Validate a /retrieve body (either shape) -> (queries, topk, return_scores); ValueError says why."""
-    if not isinstance(body, dict):
-        raise ValueError('send a JSON object: {"queries": ["..."], "topk": 3} or {"query": "..."}')
+def _queries(body: dict[str, Any]) -> list[str]:
+    """The body's queries, either shape, each checked to be text."""
     if "queries" in body and "query" in body:
         raise ValueError("give 'queries' (a list) or 'query' (a string), not both")
     if "query" in body:
@@ -102,6 +109,16 @@ def parse_request(body: Any, default_topk: int) -> tuple[list[str], int, bool]:
             raise ValueError("'queries' must be a list of strings")
     else:
         raise ValueError("the body needs 'queries' (a list of strings) or 'query' (a string)")
+    for i, q in enumerate(queries):
+        check_text(q, f"query {i}")
+    return queries
+
+
+def parse_request(body: Any, default_topk: int) -> tuple[list[str], int, bool]:
+    """Validate a /retrieve body (either shape) -> (queries, topk, return_scores); ValueError says why."""
+    if not isinstance(body, dict):
+        raise ValueError('send a JSON object: {"queries": ["..."], "topk": 3} or {"query": "..."}')
+    queries = _queries(body)
     if len(queries) > MAX_QUERIES:
         raise ValueError(f"{len(queries)} queries in one request; send at most {MAX_QUERIES}")
     if any(len(q) > MAX_QUERY_CHARS for q in queries):
@@ -127,10 +144,18 @@ def create_app(retriever: Any, *, topk: int = 3, max_batch: int = 64, max_wait_m
     @app.post("/retrieve")
     def retrieve():
         try:
-            queries, k, scores = parse_request(request.get_json(silent=True), topk)
+            queries, k, scores = parse_request(read_json_object(request.get_data()), topk)
         except ValueError as e:
             return _bad(f"bad /retrieve request: {e}.")
-        results = batcher.search(queries, k) if queries else []
+        try:
+            results = batcher.search(queries, k) if queries else []
+        except Exception as e:  # noqa: BLE001 - this request's queries alone failed
+            reason = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+            if "TooManyClauses" in reason or "maxClauseCount" in reason:
+                return _bad("bad /retrieve request: a query has more distinct terms than BM25 takes (Lucene's "
+                            "maxClauseCount, 1024): shorten it.")
+            logger.error("retrieval failed for one request: %s", reason)
+            return jsonify({"error": f"retrieval failed: {reason}", "status": 500}), 500
         if scores:
             rows = [
                 [{"document": {"id": p.id, "contents": p.contents}, "score": p.score} for p in ps] for ps in results

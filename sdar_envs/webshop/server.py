@@ -34,6 +34,7 @@ from typing import Any
 from flask import Flask, abort, current_app, jsonify, redirect, render_template, request, url_for
 from werkzeug.exceptions import HTTPException
 
+from sdar_envs.serving import check_text, read_json_object
 from sdar_envs.webshop.catalog import SPLITS, Catalog
 from sdar_envs.webshop.site import SUB_PAGES, InvalidAction, Session, Shop, UnknownGoal, UnknownSession
 
@@ -131,9 +132,13 @@ def _start(goal_id: str | None, session_id: str | None, split: str) -> Session:
 
 
 def _json_body() -> dict[str, Any]:
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        abort(400, description="Send a JSON object body with Content-Type: application/json.")
+    try:
+        body = read_json_object(request.get_data())
+        for key, value in body.items():
+            if isinstance(value, str):
+                check_text(value, repr(key))
+    except ValueError as e:
+        abort(400, description=f"{e}: send a JSON object body, e.g. {{\"action\": \"search[red shoes]\"}}.")
     return body
 
 

@@ -229,6 +229,57 @@ def test_server_rejects_bad_bodies_with_4xx(server_url):
     assert requests.get(server_url + "/healthz").json()["documents"] == len(embedded_set().passages)
 
 
+def test_hostile_bodies_get_a_400_that_says_what_is_wrong(server_url):
+    import requests
+
+    deep = "[" * 30_000 + "]" * 30_000
+    cjk = "".join(chr(0x4E00 + i) for i in range(1100))  # 1,100 distinct characters, under the length limit
+    cases = [
+        ({"data": deep, "headers": {"Content-Type": "application/json"}}, "nested too deeply"),
+        ({"data": '{"query": "\\ud800 city"}', "headers": {"Content-Type": "application/json"}},
+         "query 0 is not valid text: a lone surrogate"),
+        ({"data": '{"queries": ["fine", "\\udc80 x"]}'}, "query 1 is not valid text"),
+        ({"data": '{"query": "x", "topk": ' + "9" * 5000 + "}"}, "not valid JSON"),
+        ({"json": {"query": cjk}}, "more distinct terms than BM25 takes"),
+    ]
+    for kwargs, message in cases:
+        r = requests.post(server_url + "/retrieve", timeout=60, **kwargs)
+        assert r.status_code == 400 and message in r.json()["error"], (message, r.status_code, r.text[:200])
+
+
+def test_one_clients_bad_queries_fail_no_other_clients_request(server_url):
+    """Good and bad clients at once: the batcher runs their queries together, and only the bad ones fail."""
+    import threading
+    import time
+
+    import requests
+
+    good = [q["question"] for q in embedded_set().questions[:8]]
+    cjk = "".join(chr(0x4E00 + i) for i in range(1100))
+    failures, answered, stop = [], [0], time.monotonic() + 6
+
+    def good_client(i):
+        with requests.Session() as s:
+            while time.monotonic() < stop:
+                r = s.post(server_url + "/retrieve", json={"query": good[i % len(good)]}, timeout=60)
+                if r.status_code != 200:
+                    failures.append(r.status_code)
+                answered[0] += 1
+
+    def bad_client():
+        with requests.Session() as s:
+            while time.monotonic() < stop:
+                assert s.post(server_url + "/retrieve", json={"queries": [cjk]}, timeout=60).status_code == 400
+
+    threads = [threading.Thread(target=good_client, args=(i,)) for i in range(6)]
+    threads.append(threading.Thread(target=bad_client))
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert answered[0] > 20 and failures == []
+
+
 def test_concurrent_clients_are_batched_and_get_their_own_results(server_url):
     import requests
 

@@ -296,6 +296,12 @@ def test_bad_requests_get_4xx_not_500(server_url):
     sid = s.post(server_url + "/api/sessions", json={"split": "test"}).json()["session_id"]
     r = s.post(f"{server_url}/api/sessions/{sid}/act", json={"action": 3})
     assert r.status_code == 400 and "'action'" in r.json()["error"]
+    act = f"{server_url}/api/sessions/{sid}/act"
+    for body, message in [("[" * 30_000 + "]" * 30_000, "nested too deeply"),
+                          ('{"action": "search[\\udc80 shoes]"}', "'action' is not valid text: a lone surrogate"),
+                          ('{"action": ' + "9" * 5000 + "}", "not valid JSON")]:
+        r = s.post(act, data=body, headers={"Content-Type": "application/json"})
+        assert r.status_code == 400 and message in r.json()["error"], (message, r.status_code, r.text[:200])
     r = s.post(f"{server_url}/api/sessions/{sid}/act", json={"action": "click[nothing]"})
     assert r.status_code == 400 and "nothing called" in r.json()["error"] and r.json()["page"] == "search"
     r = s.post(f"{server_url}/s/{sid}/click", data={"value": "<b>x</b>"})
