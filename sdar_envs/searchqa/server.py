@@ -23,8 +23,8 @@ import argparse
 import logging
 import queue
 import threading
-from collections import defaultdict
 from concurrent.futures import Future
+from dataclasses import dataclass, field
 from typing import Any
 
 from flask import Flask, jsonify, request
@@ -36,10 +36,32 @@ logger = logging.getLogger(__name__)
 MAX_QUERIES = 512
 MAX_TOPK = 100
 MAX_QUERY_CHARS = 2000
+MAX_REQUEST_CHARS = 64 * 1024  # all of one request's queries together
+MAX_PASSAGES = 1536  # queries x topk: what one request may ask back (Search-R1: 512 queries x 3)
+
+
+@dataclass
+class _Job:
+    """One request's queries, searched a share at a time."""
+
+    queries: list[str]
+    topk: int
+    future: Future
+    results: list[Any] = field(default_factory=list)
+
+    @property
+    def done(self) -> int:
+        return len(self.results)
 
 
 class Batcher:
-    """Collects queries from concurrent requests and searches them in batches on one thread."""
+    """Collects queries from concurrent requests and searches them in batches on one thread.
+
+    Each batch holds at most `max_batch` queries, shared out among the waiting requests of one
+    `topk` (oldest first): a request of many queries is searched a share per batch, so requests
+    that arrive behind it are served in the next batch instead of waiting for all of it. A batch
+    that fails is searched again request by request, so one request's bad query fails it alone.
+    """
 
     def __init__(self, retriever: Any, *, max_batch: int = 64, max_wait_ms: float = 0.0) -> None:
         self.retriever = retriever
@@ -50,45 +72,53 @@ class Batcher:
         threading.Thread(target=self._loop, name="retrieval-batcher", daemon=True).start()
 
     def search(self, queries: list[str], topk: int) -> list[list[Any]]:
-        """Queue the queries, wait for their batch; the passages of each query."""
+        """Queue the queries, wait for their batches; the passages of each query."""
         future: Future = Future()
         self.queue.put((queries, topk, future))
         return future.result()
 
     def _loop(self) -> None:
+        pending: list[_Job] = []
         while True:
-            jobs = [self.queue.get()]
-            size = len(jobs[0][0])
-            while size < self.max_batch:
+            if not pending:
+                pending.append(_Job(*self.queue.get()))
+            while sum(len(j.queries) - j.done for j in pending) < self.max_batch:
                 try:  # take what has queued up meanwhile; wait max_wait only when asked to
                     job = self.queue.get(timeout=self.max_wait) if self.max_wait > 0 else self.queue.get_nowait()
                 except queue.Empty:
                     break
-                jobs.append(job)
-                size += len(job[0])
-            by_topk: dict[int, list[tuple[list[str], Future]]] = defaultdict(list)
-            for queries, topk, future in jobs:
-                by_topk[topk].append((queries, future))
-            for topk, group in by_topk.items():
-                self._run(group, topk)
+                pending.append(_Job(*job))
+            group = [j for j in pending if j.topk == pending[0].topk]
+            share = max(1, self.max_batch // len(group))
+            pieces = [(j, j.queries[j.done : j.done + share]) for j in group]
+            self._run(pieces, group[0].topk)
+            for job in group:
+                if job.future.done() or job.done == len(job.queries):
+                    if not job.future.done():
+                        job.future.set_result(job.results)
+                    pending.remove(job)
 
-    def _run(self, group: list[tuple[list[str], Future]], topk: int) -> None:
-        """One batch of requests' queries; if it fails, each request again on its own, so a bad query fails alone."""
-        flat = [q for queries, _ in group for q in queries]
+    def _run(self, pieces: list[tuple[_Job, list[str]]], topk: int) -> None:
+        """One batch of the jobs' pieces; if it fails, each piece on its own (a failing piece fails its job)."""
+        flat = [q for _, queries in pieces for q in queries]
         try:
             results = self.retriever.search(flat, topk)
-        except Exception as e:  # noqa: BLE001 - handed to the waiting requests
-            if len(group) == 1:
-                group[0][1].set_exception(e)
+        except Exception as e:  # noqa: BLE001 - handed to the waiting request
+            if len(pieces) == 1:
+                pieces[0][0].future.set_exception(e)
             else:
-                for job in group:
-                    self._run([job], topk)
+                for piece in pieces:
+                    self._run([piece], topk)
             return
         self.batches += 1
         start = 0
-        for queries, future in group:
-            future.set_result(results[start : start + len(queries)])
+        for job, queries in pieces:
+            job.results += results[start : start + len(queries)]
             start += len(queries)
+
+
+class TooLarge(ValueError):
+    """A request within every limit of its parts that asks for more work than one request may: a 413."""
 
 
 def _bad(message: str):
@@ -123,11 +153,17 @@ def parse_request(body: Any, default_topk: int) -> tuple[list[str], int, bool]:
         raise ValueError(f"{len(queries)} queries in one request; send at most {MAX_QUERIES}")
     if any(len(q) > MAX_QUERY_CHARS for q in queries):
         raise ValueError(f"a query is longer than {MAX_QUERY_CHARS} characters")
+    if sum(map(len, queries)) > MAX_REQUEST_CHARS:
+        raise TooLarge(f"the queries hold {sum(map(len, queries))} characters; send at most {MAX_REQUEST_CHARS} "
+                       "in one request")
     topk = body.get("topk", default_topk)
     if topk is None:
         topk = default_topk
     if isinstance(topk, bool) or not isinstance(topk, int) or not 1 <= topk <= MAX_TOPK:
         raise ValueError(f"'topk' must be an int in [1, {MAX_TOPK}], got {topk!r}")
+    if len(queries) * topk > MAX_PASSAGES:
+        raise TooLarge(f"{len(queries)} queries x topk {topk} = {len(queries) * topk} passages; ask for at most "
+                       f"{MAX_PASSAGES} in one request")
     scores = body.get("return_scores", False)
     if not isinstance(scores, bool):
         raise ValueError("'return_scores' must be true or false")
@@ -145,6 +181,8 @@ def create_app(retriever: Any, *, topk: int = 3, max_batch: int = 64, max_wait_m
     def retrieve():
         try:
             queries, k, scores = parse_request(read_json_object(request.get_data()), topk)
+        except TooLarge as e:
+            return jsonify({"error": f"/retrieve request too large: {e}.", "status": 413}), 413
         except ValueError as e:
             return _bad(f"bad /retrieve request: {e}.")
         try:
