@@ -12,8 +12,29 @@ benchmarks that want a live HTTP endpoint without a second process.
 from __future__ import annotations
 
 import json
+import logging
 import threading
+import time
 from typing import Any
+
+
+class RateLimitedLog:
+    """One line per event, at most one a `interval_s` per logger; the lines it held back are counted in the next."""
+
+    def __init__(self, logger: logging.Logger, interval_s: float = 1.0) -> None:
+        self.logger, self.interval = logger, interval_s
+        self._last, self._held = -float("inf"), 0
+        self._lock = threading.Lock()
+
+    def error(self, message: str, *args: Any) -> None:
+        with self._lock:
+            now = time.monotonic()
+            if now - self._last < self.interval:
+                self._held += 1
+                return
+            held, self._held, self._last = self._held, 0, now
+        suffix = f" (and {held} more like it since the last line)" if held else ""
+        self.logger.error(message + suffix, *args)
 
 
 def read_json_object(data: bytes) -> dict[str, Any]:

@@ -30,7 +30,7 @@ from typing import Any
 from flask import Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from sdar_envs.serving import check_text, read_json_object
+from sdar_envs.serving import RateLimitedLog, check_text, read_json_object
 
 logger = logging.getLogger(__name__)
 MAX_QUERIES = 512
@@ -175,6 +175,7 @@ def create_app(retriever: Any, *, topk: int = 3, max_batch: int = 64, max_wait_m
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = 4 * 1024 * 1024
     batcher = Batcher(retriever, max_batch=max_batch, max_wait_ms=max_wait_ms)
+    errors = RateLimitedLog(logger)
     app.extensions["batcher"] = batcher
 
     @app.post("/retrieve")
@@ -192,7 +193,7 @@ def create_app(retriever: Any, *, topk: int = 3, max_batch: int = 64, max_wait_m
             if "TooManyClauses" in reason or "maxClauseCount" in reason:
                 return _bad("bad /retrieve request: a query has more distinct terms than BM25 takes (Lucene's "
                             "maxClauseCount, 1024): shorten it.")
-            logger.error("retrieval failed for one request: %s", reason)
+            errors.error("retrieval failed for one request: %s", reason)
             return jsonify({"error": f"retrieval failed: {reason}", "status": 500}), 500
         if scores:
             rows = [

@@ -34,11 +34,12 @@ from typing import Any
 from flask import Flask, abort, current_app, jsonify, redirect, render_template, request, url_for
 from werkzeug.exceptions import HTTPException
 
-from sdar_envs.serving import check_text, read_json_object
+from sdar_envs.serving import RateLimitedLog, check_text, read_json_object
 from sdar_envs.webshop.catalog import SPLITS, Catalog
 from sdar_envs.webshop.site import SUB_PAGES, InvalidAction, Session, Shop, UnknownGoal, UnknownSession
 
 logger = logging.getLogger(__name__)
+_ERRORS = RateLimitedLog(logger)
 _TEMPLATES = {"search": "search.html", "results": "results.html", "item": "item.html", "sub": "sub.html",
               "done": "done.html"}  # fmt: skip
 
@@ -223,8 +224,9 @@ def _http_error(e: HTTPException):
     return render_template("error.html", status=f"{e.code} {e.name}", error=e.description), e.code
 
 
-def _unexpected(e: Exception):  # a bug, never the client's input: log it, answer 500 with the reason
-    logger.exception("webshop: unexpected error on %s %s", request.method, request.path)
+def _unexpected(e: Exception):  # a bug, never the client's input: log it (one line, rate-limited), answer 500
+    _ERRORS.error("webshop: unexpected error on %s %s: %s: %s", request.method, request.path, type(e).__name__,
+                  str(e).splitlines()[0][:200] if str(e) else "")
     if _is_api():
         return jsonify({"error": f"internal error: {type(e).__name__}: {e}", "status": 500}), 500
     return render_template("error.html", status="500 Internal Server Error", error=str(e)), 500

@@ -156,3 +156,19 @@ def test_an_action_that_is_not_text_is_invalid_not_an_error():
         assert (reward, terminated) == (0.0, False) and info["admissible_actions"] == ["guess[apple]", "guess[pear]",
                                                                                     "guess[oak]"]
     assert info["step"] == 2 and env.step("guess[apple]")[1] == 1.0
+
+
+def test_server_errors_log_one_line_rate_limited(caplog):
+    import logging
+
+    from sdar_envs.serving import RateLimitedLog
+
+    log = RateLimitedLog(logging.getLogger("test.flood"), interval_s=60)
+    with caplog.at_level(logging.ERROR, logger="test.flood"):
+        for i in range(1000):
+            log.error("request %d failed", i)
+        log._last = -float("inf")  # the interval has passed
+        log.error("request %d failed", 1000)
+    lines = caplog.text.strip().splitlines()
+    assert len(lines) == 2 and "request 0 failed" in lines[0] and "Traceback" not in caplog.text
+    assert "and 999 more like it" in lines[1]
