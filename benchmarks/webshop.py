@@ -44,14 +44,16 @@ def load(base_url: str, plans: list[tuple[str, list[str]]], clients: int, second
         i = k
         while time.perf_counter() < stop:
             goal_id, plan = plans[i % len(plans)]
-            sid = f"bench-{k}"
             t = time.perf_counter()
-            http.post(f"{base_url}/api/sessions", json={"goal_id": goal_id, "session_id": sid}).raise_for_status()
+            started = http.post(f"{base_url}/api/sessions", json={"goal_id": goal_id})
+            started.raise_for_status()
+            sid = started.json()["session_id"]
             mine.append(time.perf_counter() - t)
             for action in plan:
                 t = time.perf_counter()
                 http.post(f"{base_url}/api/sessions/{sid}/act", json={"action": action}).raise_for_status()
                 mine.append(time.perf_counter() - t)
+            http.delete(f"{base_url}/api/sessions/{sid}")
             i += clients
         with lock:
             latencies.extend(mine)

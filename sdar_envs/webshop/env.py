@@ -18,7 +18,6 @@ WebShop score in [0, 1]; `won` means a score of 1.0; `task_type` is the product 
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -115,7 +114,7 @@ class WebShopEnv(TextEnv):
         )
         tasks = self._call("GET", f"/api/tasks?split={split}")["tasks"]
         self.set_tasks([t["id"] for t in tasks], [t["type"] for t in tasks])
-        self.session_id = f"env-{uuid.uuid4().hex[:16]}"
+        self.session_id: str | None = None  # issued by the site at each reset
         self._state: dict[str, Any] = {}
         self._queries: list[str] = []  # searches made this episode (the demonstrator's memory)
 
@@ -134,7 +133,9 @@ class WebShopEnv(TextEnv):
         return actions + [f"click[{c.lower()}]" for c in state.get("clickables", [])]
 
     def _start(self, index: int) -> TaskStart:
-        state = self._call("POST", "/api/sessions", {"goal_id": self.task_ids[index], "session_id": self.session_id})
+        self._end_session()
+        state = self._call("POST", "/api/sessions", {"goal_id": self.task_ids[index]})
+        self.session_id = state["session_id"]
         self._state = state
         self._queries = []
         return TaskStart(self._observe(state), state["instruction"], state["task_type"], self._admissible(state))
@@ -187,12 +188,17 @@ class WebShopEnv(TextEnv):
 
         The in-process site (catalog, index, JVM) is shared by every env of the process and stays.
         """
-        if self._state:
+        self._end_session()
+        if isinstance(self.client, HttpClient):
+            self.client.http.close()
+        super().close()
+
+    def _end_session(self) -> None:
+        """Close this env's session on the site, if it has one (a connection already gone is fine)."""
+        if self.session_id is not None:
             try:
                 self.client.request("DELETE", f"/api/sessions/{self.session_id}")
             except ConnectionError:
                 pass
-            self._state = {}
-        if isinstance(self.client, HttpClient):
-            self.client.http.close()
-        super().close()
+            self.session_id = None
+        self._state = {}

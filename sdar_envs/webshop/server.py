@@ -36,7 +36,16 @@ from werkzeug.exceptions import HTTPException
 
 from sdar_envs.serving import RateLimitedLog, check_text, read_json_object
 from sdar_envs.webshop.catalog import SPLITS, Catalog
-from sdar_envs.webshop.site import SUB_PAGES, InvalidAction, Session, Shop, UnknownGoal, UnknownSession
+from sdar_envs.webshop.site import (
+    SUB_PAGES,
+    InvalidAction,
+    Session,
+    SessionConflict,
+    Shop,
+    ShopFull,
+    UnknownGoal,
+    UnknownSession,
+)
 
 logger = logging.getLogger(__name__)
 _ERRORS = RateLimitedLog(logger)
@@ -128,6 +137,10 @@ def _start(goal_id: str | None, session_id: str | None, split: str) -> Session:
         return _shop().start(goal_id, session_id=session_id, split=_split(split))
     except UnknownGoal as e:
         abort(404, description=str(e.args[0]))
+    except SessionConflict as e:
+        abort(409, description=str(e))
+    except ShopFull as e:
+        abort(503, description=str(e))
     except ValueError as e:
         abort(400, description=str(e))
 
@@ -247,11 +260,27 @@ _ROUTES = [
 ]
 
 
-def create_app(shop: Shop | None = None, **catalog_kwargs: Any) -> Flask:
-    """The Flask app over `shop` (default: `get_shop(**catalog_kwargs)`)."""
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def create_app(shop: Shop | None = None, *, allowed_hosts: tuple[str, ...] = LOOPBACK, **catalog_kwargs: Any) -> Flask:
+    """The Flask app over `shop` (default: `get_shop(**catalog_kwargs)`).
+
+    Only requests whose `Host` names one of `allowed_hosts` are answered (a 421 otherwise), so a web
+    page the user visits cannot reach the site through a DNS name rebound to this machine.
+    """
     app = Flask(__name__, template_folder=str(Path(__file__).with_name("templates")))
     app.config["MAX_CONTENT_LENGTH"] = 64 * 1024
     app.extensions["webshop"] = shop or get_shop(**catalog_kwargs)
+    allowed = {h.strip("[]").lower() for h in allowed_hosts}
+
+    @app.before_request
+    def check_host():
+        host = request.host.lower()
+        name = host[1:].split("]")[0] if host.startswith("[") else host.rsplit(":", 1)[0] if ":" in host else host
+        if name not in allowed:
+            abort(421, description=f"this server answers requests for {sorted(allowed)}, not {host[:80]!r}.")
+
     for rule, view, methods in _ROUTES:
         app.add_url_rule(rule, endpoint=view.__name__, view_func=view, methods=methods)
     app.register_error_handler(HTTPException, _http_error)
@@ -276,10 +305,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--num-products", type=int, default=None, help="load only the first N products")
     parser.add_argument("--threads", type=int, default=16, help="waitress worker threads")
     parser.add_argument("--dev", action="store_true", help="Flask's development server instead of waitress")
+    parser.add_argument("--client-session-ids", action="store_true",
+                        help="let clients choose session ids (the original WebShop's URL scheme); default: issued here")
+    parser.add_argument("--allowed-host", action="append", default=[],
+                        help="a host name requests may be addressed to, besides the bound one and the loopback names")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    app = create_app(data_dir=args.data_dir, human_goals=not args.synthetic_goals, num_products=args.num_products)
-    shop = app.extensions["webshop"]
+    shop = get_shop(args.data_dir, human_goals=not args.synthetic_goals, num_products=args.num_products)
+    shop.client_session_ids = args.client_session_ids
+    app = create_app(shop, allowed_hosts=(*LOOPBACK, args.host, *args.allowed_host))
     print(
         f"WebShop: {len(shop.catalog.products)} products, {len(shop.catalog.goals)} goals; "
         f"http://{args.host}:{args.port}/",

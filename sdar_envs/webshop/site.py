@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import random
 import re
+import secrets
 import threading
 import time
-import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,6 +30,7 @@ RESULTS_PER_PAGE = 10
 SUB_PAGES = ("Description", "Features", "Reviews", "Attributes")
 BACK, NEXT, PREV, BUY = "Back to Search", "Next >", "< Prev", "Buy Now"
 MAX_SESSIONS = 20_000
+IDLE_S = 3600.0  # a session unused this long may make room for a new one when the shop is full
 MAX_QUERY_CHARS = 500
 _ACTION = re.compile(r"^\s*(search|click)\s*\[(.*)\]\s*$", re.IGNORECASE | re.DOTALL)
 _SESSION_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -40,7 +41,15 @@ class InvalidAction(ValueError):
 
 
 class UnknownSession(KeyError):
-    """No session has this id (never started, closed, or evicted as the oldest)."""
+    """No session has this id (never started, closed, or ended after `IDLE_S` unused when the shop was full)."""
+
+
+class SessionConflict(ValueError):
+    """A session with this id is live (never silently restarted), or a client chose an id the shop issues itself."""
+
+
+class ShopFull(RuntimeError):
+    """`max_sessions` sessions are live and none has been idle for `idle_s`: no room without ending an active one."""
 
 
 class UnknownGoal(KeyError):
@@ -63,15 +72,22 @@ class Session:
     bought: RewardBreakdown | None = None
     message: str = ""
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    last_used: float = field(default_factory=time.monotonic, repr=False)
 
 
 class Shop:
     """A WebShop site over one catalog and search engine."""
 
-    def __init__(self, catalog: Catalog, search: Any, *, max_sessions: int = MAX_SESSIONS) -> None:
+    def __init__(self, catalog: Catalog, search: Any, *, max_sessions: int = MAX_SESSIONS, idle_s: float = IDLE_S,
+                 client_session_ids: bool = False) -> None:
+        """A shop of `catalog` searched by `search`.
+
+        `client_session_ids` lets a client name its session (the original WebShop's URL scheme);
+        otherwise the shop issues every id, unguessable, and a client's id is refused.
+        """
         self.catalog = catalog
         self.search_engine = search
-        self.max_sessions = max_sessions
+        self.max_sessions, self.idle_s, self.client_session_ids = max_sessions, idle_s, client_session_ids
         self._sessions: OrderedDict[str, Session] = OrderedDict()
         self._lock = threading.Lock()
         self.started = time.time()
@@ -83,7 +99,11 @@ class Shop:
 
     def start(self, goal_id: str | None = None, *, session_id: str | None = None, split: str = "test",
               rng: random.Random | None = None) -> Session:  # fmt: skip
-        """Start (or restart) a session on a goal; a random goal of `split` when none is named."""
+        """Start a session on a goal (a random goal of `split` when none is named); its id is issued here.
+
+        A live session is never restarted (`SessionConflict`); when `max_sessions` are live, the one
+        idle longest makes room if it has been idle `idle_s`, else `ShopFull`.
+        """
         if goal_id is None:
             goals = self.catalog.split(split)
             if not goals:
@@ -94,17 +114,25 @@ class Shop:
             if goal is None:
                 raise UnknownGoal(f"no goal {goal_id!r} in catalog {self.catalog.name!r}")
         if session_id is None:
-            session_id = uuid.uuid4().hex
+            session_id = secrets.token_urlsafe(18)  # 144 random bits: knowing it is the only way in
+        elif not self.client_session_ids:
+            raise SessionConflict("session ids are issued by the server (start it with --client-session-ids to "
+                                  "let clients choose them); leave 'session_id' out")
         elif not _SESSION_ID.match(session_id):
             raise ValueError(
                 f"bad session id {session_id[:80]!r}: use 1-64 letters, digits, '_', '-' or '.'"
             )
         session = Session(session_id=session_id, goal=goal)
         with self._lock:
-            self._sessions.pop(session_id, None)
-            self._sessions[session_id] = session
-            while len(self._sessions) > self.max_sessions:
+            if session_id in self._sessions:
+                raise SessionConflict(f"session {session_id!r} is live: close it first (DELETE) to start it again")
+            if len(self._sessions) >= self.max_sessions:
+                oldest = next(iter(self._sessions.values()))  # least recently used first
+                if time.monotonic() - oldest.last_used < self.idle_s:
+                    raise ShopFull(f"{len(self._sessions)} sessions are live (the most this server keeps) and none "
+                                   f"has been idle for {self.idle_s:.0f} s: close finished sessions first")
                 self._sessions.popitem(last=False)
+            self._sessions[session_id] = session
         return session
 
     def session(self, session_id: str) -> Session:
@@ -114,6 +142,7 @@ class Shop:
             if session is None:
                 raise UnknownSession(session_id)
             self._sessions.move_to_end(session_id)
+            session.last_used = time.monotonic()
         return session
 
     def close(self, session_id: str) -> bool:

@@ -272,6 +272,36 @@ def test_env_over_http_matches_in_process(server_url, env):
     remote.close()
 
 
+def test_sessions_are_isolated_and_never_evicted_while_active(tmp_path):
+    """Server-issued ids; a live id is never restarted; a full shop refuses new sessions, not active ones;
+    requests for another host name are not answered."""
+    import requests
+
+    from sdar_envs.serving import BackgroundServer
+    from sdar_envs.webshop.server import create_app, get_shop
+    from sdar_envs.webshop.site import Shop
+
+    base = get_shop()
+    shop = Shop(base.catalog, base.search_engine, max_sessions=3)
+    with BackgroundServer(create_app(shop)) as server:
+        s = requests.Session()
+        ids = [s.post(server.url + "/api/sessions", json={"split": "test"}).json()["session_id"] for _ in range(3)]
+        assert len(set(ids)) == 3 and all(len(i) >= 24 for i in ids)  # unguessable: 144 random bits each
+        goal = s.get(f"{server.url}/api/sessions/{ids[0]}").json()["instruction"]
+        r = s.post(server.url + "/api/sessions", json={"session_id": ids[0]})  # taking over A's session
+        assert r.status_code == 409 and s.get(f"{server.url}/api/sessions/{ids[0]}").json()["instruction"] == goal
+        r = s.post(server.url + "/api/sessions", json={"split": "test"})  # full: the active ones stay
+        assert r.status_code == 503 and "sessions are live" in r.json()["error"]
+        assert all(s.get(f"{server.url}/api/sessions/{i}").status_code == 200 for i in ids)
+        shop.idle_s = 0.0  # now the idle-longest makes room
+        assert s.post(server.url + "/api/sessions", json={"split": "test"}).status_code == 200
+        assert s.get(f"{server.url}/api/sessions/{ids[0]}").status_code == 404
+        r = s.get(f"{server.url}/api/sessions/{ids[1]}", headers={"Host": "attacker.example:80"})
+        assert r.status_code == 421  # a DNS name rebound to 127.0.0.1 gets nothing
+    chosen = Shop(base.catalog, base.search_engine, client_session_ids=True)
+    assert chosen.start(session_id="1").session_id == "1"  # only where the server was started so
+
+
 def test_bad_requests_get_4xx_not_500(server_url):
     import requests
 
@@ -283,7 +313,7 @@ def test_bad_requests_get_4xx_not_500(server_url):
         ("POST", "/api/sessions", "not json", 400),
         ("POST", "/api/sessions", {"goal_id": "nope"}, 404),
         ("POST", "/api/sessions", {"goal_id": 5}, 400),
-        ("POST", "/api/sessions", {"session_id": "bad id!"}, 400),
+        ("POST", "/api/sessions", {"session_id": "bad id!"}, 409),  # ids are the server's to issue
         ("GET", "/api/tasks?split=dev", None, 400),
         ("GET", "/no/such/page", None, 404),
         ("DELETE", "/api/sessions/nosuch", None, 404),
