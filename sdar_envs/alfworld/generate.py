@@ -34,11 +34,14 @@ DEFAULT_SEED = 0
 #: Embedded sets by name: (games per split, difficulty). `small` has 4-receptacle rooms with few
 #: objects and short prompts, for training small models on a CPU; `easy` keeps two receptacles
 #: (three when the task needs an appliance) and no distractors: short games a 135M model learns from a few
-#: demonstrations (the CPU demo).
+#: demonstrations (the CPU demo); `easy-wide` is `easy` with 96 held-out games (its train split and
+#: first 24 valid_unseen games are `easy`'s, as every game depends only on its split and number): a
+#: panel large enough to tell two policies apart (docs/experiments).
 EMBEDDED_SETS = {
     "default": (DEFAULT_COUNTS, Difficulty()),
     "small": ({"train": 60, "valid_seen": 12, "valid_unseen": 24}, Difficulty(4, 2, 1)),
     "easy": ({"train": 120, "valid_seen": 12, "valid_unseen": 24}, Difficulty(2, 0, 1)),
+    "easy-wide": ({"train": 120, "valid_seen": 12, "valid_unseen": 96}, Difficulty(2, 0, 1)),
 }
 
 _ENGINE: AlfredEngine | None = None
