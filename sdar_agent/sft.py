@@ -16,6 +16,7 @@ and writes `runs/<name>/sft/final/`, an HF model folder usable as `model.name=`.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import numpy as np
@@ -24,7 +25,10 @@ from sdar_agent.config import ConfigError, TrainConfig
 from sdar_agent.prompts import PromptTemplate, chat_ids, teacher_prompt_ids, turn_prompt_ids
 from sdar_agent.rollout import Sample
 from sdar_agent.workers import make_env
+from sdar_envs.core import NoDemonstration
 from skillbank import SkillSelector
+
+log = logging.getLogger(__name__)
 
 
 def answer_ids(tokenizer: Any, answer: str, eos_ids: set[int]) -> list[int]:
@@ -51,7 +55,8 @@ def collect_demonstrations(cfg: TrainConfig, tokenizer: Any, template: PromptTem
     """Expert episodes on `cfg.env.split` as turn samples, and their summary (episodes, wins, turns).
 
     Episodes are drawn with `cfg.seed` from `cfg.env.split` (the train split for SFT), so the same
-    config gives the same demonstrations. Only won episodes are kept. `skills` go into the
+    config gives the same demonstrations. Only won episodes are kept; episodes whose task the
+    expert cannot show grounded (`NoDemonstration`) are skipped and counted. `skills` go into the
     student's prompt (Skill-GRPO's warm start); with `teacher`, each sample also holds the
     teacher's prompt with that selector's skills (placed as `skills.placement` says).
     """
@@ -62,18 +67,27 @@ def collect_demonstrations(cfg: TrainConfig, tokenizer: Any, template: PromptTem
         n = cfg.sft.episodes
         chosen = rng.choice(len(task_ids), size=n, replace=n > len(task_ids))
         samples: list[Sample] = []
-        wins = 0
+        wins = skipped = 0
         for traj, index in enumerate(chosen):
-            episode = _demonstrate(env, task_ids[int(index)], traj, cfg, tokenizer, template, eos_ids, skills, rng,
-                                   teacher)
+            try:
+                episode = _demonstrate(env, task_ids[int(index)], traj, cfg, tokenizer, template, eos_ids, skills,
+                                       rng, teacher)
+            except NoDemonstration:
+                skipped += 1
+                continue
             if episode:
                 wins += 1
                 samples += episode
     finally:
         env.close()
+    if skipped:
+        log.info("sft: %d of %d episodes skipped: the expert of %s has no grounded demonstration of their task.",
+                 skipped, n, cfg.env.id)
     if not samples:
-        raise RuntimeError(f"the expert of {cfg.env.id} won none of {n} episodes: no demonstrations to learn from.")
-    summary = {"sft/episodes": float(n), "sft/expert_success_rate": wins / n, "sft/samples": float(len(samples))}
+        raise RuntimeError(f"the expert of {cfg.env.id} won none of {n} episodes ({skipped} skipped: no grounded "
+                           "demonstration): no demonstrations to learn from.")
+    summary = {"sft/episodes": float(n), "sft/expert_success_rate": wins / n, "sft/samples": float(len(samples)),
+               "sft/skipped_episodes": float(skipped)}
     return samples, summary
 
 

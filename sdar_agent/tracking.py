@@ -92,6 +92,9 @@ METRICS: dict[str, Metric] = {
     "sft/episodes": Metric("expert episodes played for the demonstrations", "count", "the first SFT step"),
     "sft/expert_success_rate": Metric("share of those episodes the expert won (only won ones are kept)", "fraction",
                                       "the first SFT step"),
+    "sft/skipped_episodes": Metric("expert episodes skipped: the expert had no grounded demonstration of their "
+                                   "task (Search-QA: no passage within its searches holds a gold answer)", "count",
+                                   "the first SFT step"),
     "sft/samples": Metric("demonstration turns kept", "count", "the first SFT step"),
     "val/success_rate": Metric("share of validation episodes won (the first of `env.val_splits`; its fixed panel "
                                "of `val_tasks` tasks x `eval.samples`, report in `validations/`)", "fraction",

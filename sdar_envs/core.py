@@ -1,4 +1,4 @@
-"""The contract every sdar environment keeps (DESIGN.md section 3).
+"""The contract every sdar environment keeps (the README's "Use an environment").
 
 `TextEnv` is the base class of all benchmarks. A subclass says which tasks a split holds
 (`set_tasks(task_ids, task_types)`), how to start one (`_start`) and how to apply an action (`_act`);
@@ -9,7 +9,9 @@ the base class does everything the contract asks of every env alike:
 - every `reset` and `step` returns an `info` dict with exactly the keys in `INFO_KEYS`.
 - `render_mode="ansi"` renders the text transcript of the episode.
 - `expert_step()` returns the next action of the env's expert with a short thought explaining it
-  (an `ExpertStep`), or None where the env has no expert: the demonstrations of the SFT stage.
+  (an `ExpertStep`), or None where the env has no expert: the demonstrations of the SFT stage. An
+  expert shows only what a student could know from the episode so far; where it cannot (no
+  grounded way to win this task), it raises `NoDemonstration` and the task gets no demonstration.
 
 Time limits are not counted here: registration's `max_episode_steps` adds gymnasium's
 `TimeLimit`, which truncates the episode.
@@ -74,6 +76,10 @@ class TaskStart:
     task: str
     task_type: str
     admissible_actions: list[str] = field(default_factory=list)
+
+
+class NoDemonstration(Exception):
+    """The expert has no grounded demonstration of the current task (the SFT stage skips the task)."""
 
 
 @dataclass(frozen=True)
@@ -174,6 +180,8 @@ class TextEnv(gym.Env[str, str]):
 
     def expert_step(self) -> ExpertStep | None:
         """The expert's next action and the thought behind it, in the current state; None: no expert.
+
+        Raises `NoDemonstration` where the expert cannot win this task from what the episode shows.
 
         Thoughts are short, true to the state, and phrased a few ways, chosen by `thought_rng` (a
         function of the task and the step: the same episode gives the same demonstration).

@@ -19,13 +19,15 @@ or `data_dir=` a folder of `{split}.parquet` / `{split}.jsonl` files; neither: t
 `retriever_url=` (`python -m sdar_envs.searchqa.server`); with the embedded questions the default is
 the embedded corpus. Dense retrieval: `dense_index=` (a Pyserini Faiss index) and `encoder=` (a local
 query encoder), with `corpus=` or `index_dir=` for the passage texts. `task_type` is the question's
-`data_source`.
+`data_source`. The expert (`expert_step`) is grounded: it answers only from a passage its own
+searches retrieved (`sdar_envs.searchqa.expert`).
 """
 
 from __future__ import annotations
 
 from sdar_envs.answers import PromptTemplate
-from sdar_envs.core import ExpertStep, TaskStart, TextEnv, Transition
+from sdar_envs.core import ExpertStep, NoDemonstration, TaskStart, TextEnv, Transition
+from sdar_envs.searchqa import expert
 from sdar_envs.searchqa.data import Question, load_questions, load_split
 from sdar_envs.searchqa.generator import embedded_questions
 from sdar_envs.searchqa.protocol import MAX_QUERY_CHARS, REMINDER, parse_action, parse_search_answer
@@ -137,11 +139,12 @@ class SearchQAEnv(TextEnv):
         self.set_tasks(ids, [q.data_source for q in self.questions])
         self._question: Question | None = None
         self._done = False
-        self._searches = 0  # searches made this episode (the demonstrator's memory)
+        self._searched: list[str] = []  # this episode's queries (the demonstrator's memory)
+        self._plan: expert.Plan | None | bool = False  # the demonstrator's plan; False: not made yet
 
     def _start(self, index: int) -> TaskStart:
         self._question = self.questions[index]
-        self._done, self._searches = False, 0
+        self._done, self._searched, self._plan = False, [], False
         return TaskStart(self._question.question, self._question.question, self._question.data_source, [])
 
     def _act(self, action: str) -> Transition:
@@ -158,7 +161,7 @@ class SearchQAEnv(TextEnv):
             reason = f"Invalid action: the {kind} text is {len(argument)} characters; keep it under {MAX_QUERY_CHARS}."
             return Transition(reason, 0.0, False, False, 0.0, False, [])
         if kind == "search":
-            self._searches += 1
+            self._searched.append(argument)
             passages = self.retriever.search([argument], self.topk)[0]
             return Transition(format_information(passages), 0.0, False, False, 0.0, True, [])
         self._done = True
@@ -174,25 +177,37 @@ class SearchQAEnv(TextEnv):
         super().close()
 
     def expert_step(self) -> ExpertStep:
-        """The demonstrator: search each hop of the question (the question itself when it records none), then answer.
+        """The grounded demonstrator (`sdar_envs.searchqa.expert`): searches that retrieve a gold answer, then it.
 
-        Generated questions record their searches (`hops`: one for single-hop questions, two for
-        multi-hop and comparison ones); the answer is the first golden answer.
+        It plans once per episode with the retriever, then makes the plan's searches, and answers
+        with the gold answer as the retrieved passage writes it, naming that passage. Raises
+        `NoDemonstration` when no passage within `expert.SEARCH_BUDGET` searches holds a gold answer.
         """
         question = self._question
         if question is None:
             raise RuntimeError("expert_step() needs a reset() first.")
-        hops = question.hops or (question.question,)
+        if self._plan is False:
+            self._plan = expert.plan(question, lambda query: self.retriever.search([query], self.topk)[0])
+        plan = self._plan
+        if plan is None:
+            raise NoDemonstration(f"question {self.current_task_id!r}: no passage retrieved within "
+                                  f"{expert.SEARCH_BUDGET} searches holds a golden answer.")
         pick = self.thought_rng().choice
-        if self._searches < len(hops) and not self._done:
-            hop = hops[self._searches]
-            thought = pick([f"I search for {hop} first.", f"The passage on {hop} should tell; I search for it."]
-                           if self._searches == 0 else
-                           [f"Now I need {hop}; I search for it.", f"That leads to {hop}; I search for it next."])
-            return ExpertStep(f"<search> {hop} </search>", thought)
-        answer = question.golden_answers[0]
+        pending = [query for query in plan.searches if query not in self._searched]
+        if pending and not self._done:
+            query = pending[0]
+            if query == plan.bridge:
+                thought = pick([f"The passage names {query}; I search for it next.",
+                                f"That points to {query}; I search for it."])
+            elif not self._searched:
+                thought = pick([f"I search for {query} first.", f"I search for {query}."])
+            else:
+                thought = pick([f"Not there yet; I search for {query}.", f"I search for {query} instead."])
+            return ExpertStep(f"<search> {query} </search>", thought)
+        answer = plan.answer
         return ExpertStep(f"<answer> {answer} </answer>",
-                          pick([f"The passages say it is {answer}.", f"So the answer is {answer}."]))
+                          pick([f"Doc {plan.doc} ({plan.title}) says {answer}.",
+                                f"The passage on {plan.title} gives it: {answer}."]))
 
     def oracle_actions(self) -> list[str]:
         """Searches that find the gold passages, then the gold answer (generated questions only)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 
 import gymnasium as gym
@@ -484,20 +485,68 @@ def test_documented_information_keys_are_the_returned_keys():
     assert all(f"`{key}`" in doc for key in INFO_KEYS)
 
 
-def test_expert_step_answers_every_kind_exactly():
+def play_expert(env, index):
+    """The expert's episode on task `index`: (observations, actions, thoughts, last reward, last info)."""
+    obs, info = env.reset(options={"task_index": index})
+    observations, actions, thoughts = [obs], [], []
+    while True:
+        step = env.unwrapped.expert_step()
+        actions.append(step.action)
+        thoughts.append(step.thought)
+        obs, reward, terminated, truncated, info = env.step(step.action)
+        observations.append(obs)
+        if terminated or truncated:
+            return observations, actions, thoughts, reward, info
+
+
+def test_expert_step_answers_every_kind_exactly_from_what_it_retrieved():
+    from sdar_envs.searchqa.scoring import normalize_answer
+
     env = gym.make("sdar/SearchQA-v0", split="test")
     won = {}
     for index in range(0, env.unwrapped.num_tasks, 5):
-        _, info = env.reset(options={"task_index": index})
-        searches = 0
-        while True:
-            expert = env.unwrapped.expert_step()
-            searches += expert.action.startswith("<search>")
-            _, reward, terminated, truncated, info = env.step(expert.action)
-            if terminated or truncated:
-                break
+        observations, actions, thoughts, reward, info = play_expert(env, index)
+        question = env.unwrapped.questions[index]
         won.setdefault(info["task_type"], []).append(reward == 1.0)
-        assert searches == (1 if info["task_type"] in ("single_hop", "entity_attribute") else 2)
+        searches = [a for a in actions if a.startswith("<search>")]
+        assert 1 <= len(searches) <= max(1, len(question.hops))
+        answer = actions[-1].removeprefix("<answer> ").removesuffix(" </answer>")
+        retrieved = " ".join(observations[1:-1])
+        assert answer in retrieved  # as the passage writes it
+        assert normalize_answer(answer) in {normalize_answer(a) for a in question.golden_answers}
     assert set(won) == {"single_hop", "entity_attribute", "multi_hop", "comparison"}
     assert all(all(v) for v in won.values())  # EM 1.0 on single- and multi-hop
+    env.close()
+
+
+def write_qa(tmp_path, questions, passages):
+    qfile, cfile = tmp_path / "hotpotqa_dev.jsonl", tmp_path / "corpus.jsonl"
+    qfile.write_text("".join(json.dumps({"id": f"q{i}", "question": q, "golden_answers": a}) + "\n"
+                             for i, (q, a) in enumerate(questions)))
+    cfile.write_text("".join(json.dumps({"id": str(i), "contents": f'"{t}"\n{x}'}) + "\n"
+                             for i, (t, x) in enumerate(passages)))
+    return str(qfile), str(cfile)
+
+
+PASSAGES = [("Jaws (film)", "Jaws is a 1975 thriller film directed by Steven Spielberg."),
+            ("Steven Spielberg", "Steven Spielberg (born December 18, 1946) is an American filmmaker."),
+            ("Great white shark", "The great white shark is a large mackerel shark of coastal waters."),
+            ("Amity Island", "Amity Island is a fictional island in a novel by Peter Benchley.")]
+
+
+def test_the_expert_follows_a_bridge_and_shows_nothing_it_cannot_ground(tmp_path):
+    from sdar_envs.core import NoDemonstration
+
+    qfile, cfile = write_qa(tmp_path, [("What year was the man who made Jaws born?", ["1946"]),
+                                       ("Who is the mayor of Amity Island?", ["Larry Vaughn"])], PASSAGES)
+    env = gym.make("sdar/SearchQA-v0", questions=qfile, corpus=cfile, split="train", topk=1)
+    observations, actions, thoughts, reward, info = play_expert(env, 0)
+    assert reward == 1.0 and actions[-1] == "<answer> 1946 </answer>"
+    assert actions[:-1] == ["<search> What year was the man who made Jaws born? </search>",
+                            "<search> Steven Spielberg </search>"]
+    assert "Steven Spielberg" in observations[1]  # the bridge is named in what the first search showed
+    assert "Steven Spielberg" in thoughts[-1] and "1946" in observations[2]  # the thought names the passage
+    env.reset(options={"task_index": 1})
+    with pytest.raises(NoDemonstration, match="q1"):  # no passage names the mayor
+        env.unwrapped.expert_step()
     env.close()

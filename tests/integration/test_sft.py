@@ -152,3 +152,24 @@ def test_sft_teaches_the_tiny_model_the_answer_format(tmp_path, alfworld_games):
         return sum(trainer.template.parse(t).valid for t in texts) / len(texts)
 
     assert valid(before) == 0.0 and valid(after) >= 0.8, (valid(before), valid(after))
+
+
+def test_questions_the_expert_cannot_ground_are_skipped_and_counted(tmp_path, caplog):
+    import logging
+
+    pytest.importorskip("pyserini", reason="Search-QA's extras are not installed (pip install 'sdar[searchqa]')")
+    from tests.integration.test_searchqa import PASSAGES, write_qa
+
+    qfile, cfile = write_qa(tmp_path, [("Who directed the film Jaws?", ["Steven Spielberg"]),
+                                       ("Who is the mayor of Amity Island?", ["Larry Vaughn"])], PASSAGES)
+    cfg = load_config("demo", [
+        "model.name=tiny", "name=sft", f"output_dir={tmp_path}", "env.id=sdar/SearchQA-v0", "env.max_turns=4",
+        f"env.kwargs={{questions: {qfile}, corpus: {cfile}, topk: 1}}", "env.num_workers=0", "sft.episodes=8",
+        "sft.noise=0", "sft.max_turns=0", "skills.bank=searchqa", "log.progress=false"])
+    tokenizer = load_tokenizer(cfg.model)
+    with caplog.at_level(logging.INFO, logger="sdar_agent.sft"):
+        samples, summary = collect_demonstrations(cfg, tokenizer, template_for(cfg.env.id), {tokenizer.eos_token_id})
+    skipped = summary["sft/skipped_episodes"]
+    assert 0 < skipped < 8 and summary["sft/expert_success_rate"] == (8 - skipped) / 8
+    assert {s.task_id for s in samples} == {"q0"}  # only the question with a grounded demonstration
+    assert f"{skipped:.0f} of 8 episodes skipped" in caplog.text
