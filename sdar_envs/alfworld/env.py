@@ -64,8 +64,11 @@ class ALFWorldEnv(TextEnv):
     - `data_dir`: a folder holding `json_2.1.1/` (or that folder itself). Default: `$ALFWORLD_DATA`,
       else the embedded set generated offline (`sdar_envs.alfworld.generate`) into the cache.
     - `task_types`: restrict the split to these types.
-    - `embedded`: which embedded set to play when no data is configured: "default" (rooms of up to
-      10 receptacles, 120/24/24 games) or "small" (4 receptacles, few objects, 60/12/12 games).
+    - `embedded`: which embedded set to play when no data is configured (train/valid_seen/valid_unseen
+      games): "default" (rooms of up to 10 receptacles, 120/24/24), "small" (4 receptacles, few
+      objects, 60/12/24), "easy" (two receptacles, three when the task needs an appliance, no
+      distractors: the CPU demo's set, 120/12/24) or "easy-wide" (`easy` with 96 held-out games,
+      the first 24 of them `easy`'s).
     - `render_mode`: "ansi" renders the transcript.
 
     ## Version History
@@ -115,7 +118,6 @@ class ALFWorldEnv(TextEnv):
             self._engine.load(game.game_file)
         self._state = self._engine.reset()
         self._searched = set()
-        self._note_searched()
         match = _TASK_RE.search(self._state.feedback)
         task = match.group(1) if match else ""
         return TaskStart(self._state.feedback, task, game.task_type, self._state.admissible_commands)
@@ -126,7 +128,7 @@ class ALFWorldEnv(TextEnv):
         command = normalize(action)
         if command in self._state.admissible_commands:
             self._state = self._engine.step(command)
-            self._note_searched()
+            self._note_searched(command)
             valid = True
             observation = self._state.feedback
         else:  # exactly what the engine answers, without a round trip
@@ -154,7 +156,8 @@ class ALFWorldEnv(TextEnv):
         """The demonstrator's next command and thought: the oracle's plan over the receptacles searched so far.
 
         Unlike `expert_action` (which knows where everything is) it looks for what it has not seen,
-        receptacle by receptacle, so a policy that sees only the observations can imitate it.
+        receptacle by receptacle, so a policy that sees only the observations can imitate it: it
+        takes only objects an observation showed, and its thoughts say only what was shown.
         """
         if self._state is None or self._task_index is None:
             raise RuntimeError("expert_step() needs a reset() first.")
@@ -163,11 +166,14 @@ class ALFWorldEnv(TextEnv):
         command, thought = demonstration_step(world, game.task_type, game.params, self._searched, self.thought_rng())
         return ExpertStep(command, thought)
 
-    def _note_searched(self) -> None:
+    def _note_searched(self, command: str) -> None:
+        """Remember the receptacle whose contents `command`'s observation showed (go to, open, examine)."""
         assert self._state is not None
+        verb, _, rest = command.partition(" ")
+        receptacle = rest.removeprefix("to ") if verb == "go" else rest if verb in ("open", "examine") else ""
         world = World.from_state(self._state.raw)
-        self._searched |= {r for r in world.location_of
-                           if world.at(r) and (r not in world.openable or r in world.opened)}
+        if receptacle in world.location_of and (receptacle not in world.openable or receptacle in world.opened):
+            self._searched.add(receptacle)
 
     def close(self) -> None:
         if self._engine is not None:

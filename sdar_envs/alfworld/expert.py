@@ -175,9 +175,11 @@ def demonstration_step(world: World, task_type: str, params: dict[str, Any], sea
 
     The oracle above knows where every object is; a student that sees only the observations cannot
     imitate that. This expert acts on the objects in receptacles already searched (`searched`: those
-    the agent has stood at, open), and while the object it needs has not been seen it searches the
-    next receptacle in a fixed order (by name), opening closed ones. Each command comes with a short
-    thought that says why, phrased one of a few ways (`rng`).
+    whose contents an observation showed: gone to, opened or examined), and while the object it
+    needs has not been seen it searches the next receptacle in a fixed order (by name), opening
+    closed ones and examining those that share the agent's spot (real scenes put several
+    receptacles at one navigation point, and arriving shows only the one gone to). Each command
+    comes with a short thought that says why, phrased one of a few ways (`rng`).
     """
     seen = World(world.agent_at, world.held, world.type_of, world.location_of,
                  {o: r for o, r in world.inside.items() if r in searched}, world.openable, world.opened,
@@ -199,32 +201,40 @@ def _explore(world: World, searched: set[str]) -> str:
     for receptacle in sorted(world.location_of, key=_natural):
         if receptacle in searched:
             continue
-        return _reach(world, receptacle) or f"go to {receptacle}"
+        # at its location already (alfworld puts several receptacles at one spot): look at it there
+        return _reach(world, receptacle) or f"examine {receptacle}"
     raise ExpertError("every receptacle is searched and the object is nowhere")
+
+
+def _go_thought(place: str, world: World, task_type: str, target: str, searched_any: bool, exploring: bool,
+                pick: Any) -> str:
+    a_target = f"{'an' if target[0] in 'aeiou' else 'a'} {target}"
+    if exploring:
+        if not searched_any:
+            return pick([f"I need {a_target} first; I will start at the {place}.",
+                         f"First I look for {a_target}, beginning with the {place}."])
+        return pick([f"No {target} here; the {place} is next.", f"The {target} is not here; I will check the "
+                     f"{place}.", f"I have not seen {a_target} yet; next is the {place}."])
+    if world.held is None:
+        return pick([f"I saw a {target} at the {place}; I go there.", f"The {target} is at the {place}."])
+    treatment = TREATMENTS.get(task_type)
+    if treatment and world.type_of.get(place) == treatment[1]:
+        return pick([f"I take the {world.held} to the {place} to {treatment[0]} it.",
+                     f"Now the {world.held} must be {treatment[0]}ed: the {place} is next."])
+    return pick([f"I bring the {world.held} to the {place}.",
+                 f"With the {world.held} in hand, I go to the {place}."])
 
 
 def _thought(command: str, world: World, task_type: str, params: dict[str, Any], searched: set[str],
              exploring: bool, rng: Any) -> str:
     target = params["object_target"].lower()
-    a_target = f"{'an' if target[0] in 'aeiou' else 'a'} {target}"
     verb, _, rest = command.partition(" ")
     pick = rng.choice
     if command.startswith("go to "):
-        place = command[len("go to "):]
-        if exploring:
-            if not searched:
-                return pick([f"I need {a_target} first; I will start at the {place}.",
-                             f"First I look for {a_target}, beginning with the {place}."])
-            return pick([f"No {target} here; the {place} is next.", f"The {target} is not here; I will check the "
-                         f"{place}.", f"I have not seen {a_target} yet; next is the {place}."])
-        if world.held is None:
-            return pick([f"I saw a {target} at the {place}; I go there.", f"The {target} is at the {place}."])
-        treatment = TREATMENTS.get(task_type)
-        if treatment and world.type_of.get(place) == treatment[1]:
-            return pick([f"I take the {world.held} to the {place} to {treatment[0]} it.",
-                         f"Now the {world.held} must be {treatment[0]}ed: the {place} is next."])
-        return pick([f"I bring the {world.held} to the {place}.",
-                     f"With the {world.held} in hand, I go to the {place}."])
+        return _go_thought(command[len("go to "):], world, task_type, target, bool(searched), exploring, pick)
+    if verb == "examine":
+        return pick([f"No {target} seen yet; the {rest} is right here, so I look at it.",
+                     f"I have not looked at the {rest} yet; I examine it."])
     if verb == "open":
         return pick([f"The {rest} is closed; I open it to look inside.", f"I open the {rest} to see what is in it."])
     if verb == "take":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -145,15 +146,15 @@ def test_documented_information_keys_are_the_returned_keys():
 
 
 # ---------------------------------------------------------------- real-format data and bad data
-def test_real_format_trial_with_the_hand_written_alfred_game(tmp_path):
-    """ALFWorld's json_2.1.1 layout around TextWorld's hand-written ALFRED bedroom game."""
+def hand_written_trial(root: Path, problem=lambda text: text) -> Path:
+    """ALFWorld's json_2.1.1 layout around TextWorld's hand-written ALFRED bedroom game (its problem edited)."""
     src = shared_path("alfworld", "textworld_pddl_test")
-    trial = tmp_path / "json_2.1.1" / "valid_seen" / "look_at_obj_in_light-CD-None-DeskLamp-301" / "trial_T20190908_1"
+    trial = root / "json_2.1.1" / "valid_seen" / "look_at_obj_in_light-CD-None-DeskLamp-301" / "trial_T20190908_1"
     trial.mkdir(parents=True)
     game = {
         "pddl_domain": (src / "domain.pddl").read_text(),
         "grammar": (src / "grammar.twl2").read_text(),
-        "pddl_problem": (src / "problem.pddl").read_text(),
+        "pddl_problem": problem((src / "problem.pddl").read_text()),
         "solvable": True,
     }
     (trial / "game.tw-pddl").write_text(json.dumps(game))
@@ -165,11 +166,51 @@ def test_real_format_trial_with_the_hand_written_alfred_game(tmp_path):
         "turk_annotations": {"anns": [{"task_desc": "Examine a CD under a light.", "high_descs": [], "votes": []}]},
     }
     (trial / "traj_data.json").write_text(json.dumps(traj))
+    return root
 
-    env = gym.make("sdar/ALFWorld-v0", split="valid_seen", data_dir=tmp_path)
+
+def test_real_format_trial_with_the_hand_written_alfred_game(tmp_path):
+    env = gym.make("sdar/ALFWorld-v0", split="valid_seen", data_dir=hand_written_trial(tmp_path))
     info, actions = play_expert(env, seed=0)
     assert actions == ["go to desk", "take cd from desk", "use desklamp"]
     assert info["won"] and info["task"] == "examine a CD under a light source."
+
+
+def play_demonstration(env, **reset_kwargs):
+    """The demonstrating expert's episode: [(observation before, action, thought)], last info."""
+    obs, info = env.reset(**reset_kwargs)
+    turns = []
+    while True:
+        step = env.unwrapped.expert_step()
+        turns.append((obs, step.action, step.thought))
+        obs, _, terminated, truncated, info = env.step(step.action)
+        assert info["action_valid"], step
+        if terminated or truncated:
+            return turns, info
+
+
+def assert_grounded(turns):
+    """Every object taken or used was shown by an earlier observation, and the take's thought names it."""
+    for i, (_, action, thought) in enumerate(turns):
+        seen = " ".join(obs for obs, _, _ in turns[:i + 1])
+        verb, _, rest = action.partition(" ")
+        if verb in ("take", "use"):
+            obj = rest.partition(" from ")[0]
+            assert re.search(rf"\b{obj}\b", seen), (action, seen)
+        if verb == "take":
+            assert f"the {obj}" in thought.lower()  # the thought names what was shown
+
+
+def test_the_demonstrator_looks_at_a_receptacle_that_shares_its_spot_before_taking_from_it(tmp_path):
+    # the desk moved to the bed's spot: arriving at the bed shows the bed only, as in real scenes
+    # (the real trial "put a hot potato in sinkbasin" has countertop 2 at coffeemachine 1's spot)
+    root = hand_written_trial(tmp_path, lambda text: text.replace("locDesk)", "locBed)"))
+    env = gym.make("sdar/ALFWorld-v0", split="valid_seen", data_dir=root)
+    turns, info = play_demonstration(env, seed=0)
+    assert [a for _, a, _ in turns] == ["go to bed", "examine desk", "take cd from desk", "use desklamp"]
+    assert info["won"] and "On the desk, you see" in turns[2][0]  # the desk's contents, shown before the take
+    assert_grounded(turns)
+    env.close()
 
 
 def test_real_alfworld_texts_match_generated_games(alfworld_games):
@@ -241,17 +282,11 @@ def test_importing_alfworld_never_becomes_the_users_data_setting(monkeypatch):
 def test_expert_step_wins_every_game_and_explains_itself(alfworld_games, split):
     env = gym.make("sdar/ALFWorld-v0", data_dir=str(alfworld_games), split=split)
     for index in range(env.unwrapped.num_tasks):
-        _, info = env.reset(options={"task_index": index})
-        thoughts = []
-        while True:
-            expert = env.unwrapped.expert_step()
-            thoughts.append(expert.thought)
-            _, _, terminated, truncated, info = env.step(expert.action)
-            assert info["action_valid"], expert
-            if terminated or truncated:
-                break
+        turns, info = play_demonstration(env, options={"task_index": index})
+        thoughts = [t for _, _, t in turns]
         assert info["won"], (info["task_type"], thoughts)
         assert all(0 < len(t.split()) <= 20 for t in thoughts)  # short (<= 30 tokens)
+        assert_grounded(turns)
     again = gym.make("sdar/ALFWorld-v0", data_dir=str(alfworld_games), split=split)
     env.reset(options={"task_index": 0})
     again.reset(options={"task_index": 0})
