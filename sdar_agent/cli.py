@@ -25,7 +25,7 @@ TRAIN = """Train a Hugging Face causal LM on a registered env: the SFT warm star
     python -m sdar_agent.train                                  # the embedded demo (CPU, minutes)
     python -m sdar_agent.train alfworld_grpo_qwen2.5-3b         # a preset from sdar_agent/configs/
     python -m sdar_agent.train my.yaml rollout.group_size=4 algo.lr=2e-6
-    python -m sdar_agent.train demo_searchqa env.kwargs.questions=my_questions.jsonl
+    python -m sdar_agent.train demo_searchqa env.kwargs.data_dir=my_qa/ env.kwargs.corpus=wiki.jsonl
     accelerate launch --num_processes 2 -m sdar_agent.train demo
 
 The first argument without `=` is a preset name or YAML path (default `demo`); `key=value`

@@ -4,8 +4,8 @@
 traceback: an env id that is not registered, a split the env does not have, a model that is
 neither a local folder, an embedded model, `tiny`, nor in the Hugging Face cache (and the Hub
 cannot be reached), a checkpoint or resume folder that is not one, a skill bank that cannot be
-found, a vLLM backend without vllm or a GPU. Each failure is a `ConfigError` that says what to
-do; the CLIs print it and exit 2.
+found, a vLLM backend without vllm or a GPU, validation on the training tasks. Each failure is a
+`ConfigError` that says what to do; the CLIs print it and exit 2.
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ def check_runnable(cfg: TrainConfig, *, splits: Sequence[str] = (), checkpoint: 
                    uses_skills: bool = False) -> None:
     """Every check below for a run of `cfg` on `splits` (default: its train and validation splits)."""
     check_env(cfg.env.id, list(splits) or [cfg.env.split, *cfg.env.val_splits], cfg.env.kwargs)
+    if not splits and cfg.val_every:
+        check_held_out(cfg)
     check_device(cfg.model.device)
     if checkpoint:
         check_checkpoint(checkpoint)
@@ -36,6 +38,14 @@ def check_runnable(cfg: TrainConfig, *, splits: Sequence[str] = (), checkpoint: 
         check_skill_bank(cfg.skills.bank or env_class(cfg.env.id).skill_bank or "")
     if cfg.rollout.backend == "vllm":
         check_vllm()
+
+
+def check_held_out(cfg: TrainConfig) -> None:
+    """A training run that validates needs validation tasks that are not its training tasks."""
+    if why := env_class(cfg.env.id).same_tasks_in_every_split(cfg.env.kwargs or {}):
+        raise ConfigError(f"env.kwargs: {why}. Validation on env.val_splits={cfg.env.val_splits} would replay "
+                          f"the training questions of env.split={cfg.env.split!r}; or set val_every=0 to train "
+                          "without validation.")
 
 
 def check_vllm() -> None:

@@ -122,6 +122,14 @@ class TextEnv(gym.Env[str, str]):
     #: How the agent is asked to answer and how its answer is read (`sdar_envs.answers`).
     prompt_template: PromptTemplate = GENERIC
 
+    @classmethod
+    def same_tasks_in_every_split(cls, kwargs: dict[str, Any]) -> str:
+        """Why the env made with `kwargs` plays the same tasks whatever its split ("" when its splits differ).
+
+        The trainer refuses to validate on such an env: its held-out figures would be training ones.
+        """
+        return ""
+
     def __init__(self, split: str = "train", render_mode: str | None = None) -> None:
         if split not in self.splits:
             raise ValueError(

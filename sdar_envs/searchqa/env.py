@@ -25,6 +25,8 @@ searches retrieved (`sdar_envs.searchqa.expert`).
 
 from __future__ import annotations
 
+from typing import Any
+
 from sdar_envs.answers import PromptTemplate
 from sdar_envs.core import ExpertStep, NoDemonstration, TaskStart, TextEnv, Transition
 from sdar_envs.searchqa import expert
@@ -71,7 +73,10 @@ class SearchQAEnv(TextEnv):
 
     ## Arguments
     - `split`: "train" | "valid" | "test" (the embedded set, or `{split}.*` under `data_dir`).
-    - `questions` / `data_dir`: real questions (see `sdar_envs.searchqa.data`).
+    - `questions` / `data_dir`: real questions (see `sdar_envs.searchqa.data`): `questions` one
+      file, the same questions whatever `split` says (the trainer does not validate on it);
+      `data_dir` a folder of `{split}.parquet` / `{split}.jsonl` files. `data_source`: the data set
+      of rows that name none (else the known data set the file's or folder's name spells).
     - `corpus` / `index_dir` / `prebuilt_index` / `retriever_url`: where passages come from (a
       wiki-18 JSON-lines file, a Lucene index folder, a Pyserini prebuilt index name such as
       `wikipedia-dpr-100w`, a retrieval server); `dense_index` + `encoder` for dense retrieval.
@@ -110,6 +115,7 @@ class SearchQAEnv(TextEnv):
         topk: int = 3,
         render_mode: str | None = None,
         timeout: float = 60.0,
+        data_source: str | None = None,
     ) -> None:
         super().__init__(split=split, render_mode=render_mode)
         if sum(x is not None for x in (corpus, index_dir, retriever_url, prebuilt_index)) > 1:
@@ -125,9 +131,9 @@ class SearchQAEnv(TextEnv):
             raise ValueError(f"SearchQAEnv: topk={topk}; use 1..100 (Search-R1 uses 3).")
         self.topk = topk
         if questions:
-            self.questions = load_questions(questions)
+            self.questions = load_questions(questions, data_source)
         else:
-            self.questions = load_split(data_dir, split) if data_dir else embedded_questions(split)
+            self.questions = load_split(data_dir, split, data_source) if data_dir else embedded_questions(split)
         self.retriever = (
             RemoteRetriever(retriever_url, timeout)
             if retriever_url
@@ -141,6 +147,13 @@ class SearchQAEnv(TextEnv):
         self._done = False
         self._searched: list[str] = []  # this episode's queries (the demonstrator's memory)
         self._plan: expert.Plan | None | bool = False  # the demonstrator's plan; False: not made yet
+
+    @classmethod
+    def same_tasks_in_every_split(cls, kwargs: dict[str, Any]) -> str:
+        if kwargs.get("questions"):
+            return (f"questions={kwargs['questions']} is one file, played whatever the split: give a data_dir= "
+                    "folder of train.jsonl and valid.jsonl (or .parquet) files instead")
+        return ""
 
     def _start(self, index: int) -> TaskStart:
         self._question = self.questions[index]

@@ -21,6 +21,7 @@ split test = [0, 500), valid = [500, 1500), train = the rest (for fewer than 200
 from __future__ import annotations
 
 import itertools
+import logging
 import random
 import re
 from collections import defaultdict
@@ -31,6 +32,9 @@ from pathlib import Path
 from typing import Any
 
 from sdar_envs.datafiles import iter_json_lines, read_json, require
+
+log = logging.getLogger(__name__)
+_NOTED: set[Path] = set()  # data folders whose human_goals.json was already reported
 
 SPLITS = ("train", "valid", "test")
 SPLIT_SEED = 233
@@ -369,6 +373,15 @@ def _read_human_goals(path: Path) -> dict[str, list[Mapping[str, Any]]]:
     return data
 
 
+def _note_unused_human_goals(data_dir: Path, used: str) -> None:
+    """Say once per folder that its `human_goals.json` (instructions that name no product) is not read."""
+    listed = data_dir / "human_goals.json"
+    if listed.is_file() and data_dir.resolve() not in _NOTED:
+        _NOTED.add(data_dir.resolve())
+        log.warning("%s is not used: it lists instructions without their products, so no goal can be scored "
+                    "from it; the goals are %s (%s).", listed, used, HUMAN_GOALS_HINT)
+
+
 def load_real(data_dir: str | Path, *, human: bool = True, num_products: int | None = None) -> Catalog:
     """A `Catalog` from WebShop's own files in `data_dir` (see the module docstring)."""
     data_dir = Path(data_dir).expanduser()
@@ -379,6 +392,8 @@ def load_real(data_dir: str | Path, *, human: bool = True, num_products: int | N
     instructions = _read_instructions(ins_files[0]) if ins_files else {}
     human_file = data_dir / "items_human_ins.json"
     human_ins = _read_human_goals(human_file) if human and human_file.exists() else None
+    _note_unused_human_goals(data_dir, "human goals from items_human_ins.json" if human_ins is not None
+                             else "synthetic goals from items_ins_v2*.json")
     products, seen = [], set()
     for record in records[:num_products] if num_products else records:
         asin = str(record["asin"])

@@ -431,3 +431,15 @@ def test_expert_step_opens_the_first_result_that_meets_the_goal():
     assert sum(p == 0 for p in positions) >= len(positions) / 2  # mostly the top result (64 % of 100 goals)
     assert other_products >= len(positions) / 2
     env.close()
+
+
+def test_a_human_goals_list_in_the_data_folder_is_said_to_be_unused_once(tmp_path, caplog):
+    import logging
+
+    root = write_raw_dataset(tmp_path, human=False)
+    (root / "human_goals.json").write_text(json.dumps(["i need a black bpa free bottle"]))
+    with caplog.at_level(logging.WARNING, logger="sdar_envs.webshop.catalog"):
+        catalog_mod.load_real(root)
+        catalog_mod.load_real(root)
+    notes = [r.getMessage() for r in caplog.records if "human_goals.json" in r.getMessage()]
+    assert len(notes) == 1 and "is not used" in notes[0] and "synthetic goals" in notes[0]

@@ -115,9 +115,12 @@ def test_no_answer_field_names_the_fields_looked_for(tmp_path):
 
 
 @pytest.mark.parametrize("relative, source", [
-    ("hotpotqa_500.jsonl", "hotpotqa"), ("2wiki_500.jsonl", "2wiki"), ("bamboogle.jsonl", "bamboogle"),
-    ("nq_search/test.jsonl", "nq"), ("musique/dev.jsonl", "musique"), ("data/test.jsonl", "data"),
-    ("test/valid.jsonl", "unknown"),
+    ("hotpotqa_500.jsonl", "hotpotqa"), ("2wiki_500.jsonl", "2wikimultihopqa"), ("bamboogle.jsonl", "bamboogle"),
+    ("nq_search/test.jsonl", "nq"), ("musique/dev.jsonl", "musique"), ("data/test.jsonl", "unknown"),
+    ("test/valid.jsonl", "unknown"), ("r1_searcher/test.jsonl", "unknown"), ("tmpvmwu7yx4/x.jsonl", "unknown"),
+    ("bamboogle.jsonl/test.jsonl", "bamboogle"), ("flashrag/hotpot_qa_dev.jsonl", "hotpotqa"),
+    ("flashrag/test.jsonl", "unknown"), ("natural_questions/dev.jsonl", "nq"), ("TriviaQA-dev.jsonl", "triviaqa"),
+    ("2WikiMultihopQA/dev.jsonl", "2wikimultihopqa"), ("trivial_pursuit.jsonl", "unknown"),
 ])
 def test_data_source_from_the_row_then_the_file_or_folder_name(tmp_path, relative, source):
     from sdar_envs.searchqa.data import load_questions
@@ -137,3 +140,44 @@ def test_the_searchqa_bank_knows_the_data_sources(source, kind):
     from skillbank import SkillBank
 
     assert SkillBank.load("searchqa").retrieve(source).task_type == kind
+
+
+def test_explicit_data_source_names_rows_that_name_none_and_a_missing_one_is_said_once(tmp_path, caplog):
+    import logging
+
+    from sdar_envs.searchqa.data import load_questions
+
+    path = tmp_path / "r1_searcher" / "test.jsonl"
+    path.parent.mkdir()
+    path.write_text(json.dumps({"question": "q?", "answer": "a"}) + "\n"
+                    + json.dumps({"question": "q2?", "answer": "b", "dataset": "hotpot_qa"}) + "\n"
+                    + json.dumps({"question": "q3?", "answer": "c", "data_source": "my_set"}) + "\n")
+    assert [q.data_source for q in load_questions(path, data_source="Bamboogle")] == [
+        "bamboogle", "hotpotqa", "my_set"]  # the row's own first, as the row writes it when not a known set
+    with caplog.at_level(logging.WARNING, logger="sdar_envs.searchqa.data"):
+        questions = load_questions(path)
+    assert [q.data_source for q in questions] == ["unknown", "hotpotqa", "my_set"]
+    assert len(caplog.records) == 1 and "1 of 3 questions name no known data set" in caplog.text
+    assert "data_source=NAME" in caplog.text
+
+
+def test_questions_without_an_id_are_named_by_file_and_line_not_by_absolute_path(tmp_path):
+    from sdar_envs.searchqa.data import load_questions
+
+    path = tmp_path / "nq.jsonl"
+    path.write_text(json.dumps({"question": "q?", "answer": "a"}) + "\n"
+                    + json.dumps({"id": "own-7", "question": "q2?", "answer": "b"}) + "\n")
+    assert [q.qid for q in load_questions(path)] == ["nq.jsonl, line 1", "own-7"]
+
+
+def test_a_question_file_is_every_split_so_training_refuses_to_validate_on_it(tmp_path):
+    pytest.importorskip("torch", reason="the trainer's checks need torch")
+    from sdar_agent.config import ConfigError, load_config
+    from sdar_agent.preflight import check_held_out
+
+    path = tmp_path / "nq.jsonl"
+    path.write_text(json.dumps({"question": "q?", "answer": "a"}) + "\n")
+    with pytest.raises(ConfigError, match=r"env.kwargs: questions=.*nq.jsonl is one file, played whatever the "
+                                          r"split: give a data_dir= folder .* or set val_every=0"):
+        check_held_out(load_config("demo_searchqa", [f"env.kwargs.questions={path}"]))
+    check_held_out(load_config("demo_searchqa", [f"env.kwargs.data_dir={tmp_path}"]))  # a folder of splits: fine
