@@ -108,7 +108,7 @@ class ALFWorldEnv(TextEnv):
         self.set_tasks([g.task_id for g in self.games], [g.task_type for g in self.games])
         self._engine: AlfredEngine | None = None
         self._state: EngineState | None = None
-        self._searched: set[str] = set()  # receptacles seen open this episode (the demonstrator's memory)
+        self._searched: set[str] = set()  # receptacles whose contents an observation showed (the demonstrator's memory)
 
     def _start(self, index: int) -> TaskStart:
         game = self.games[index]
