@@ -29,20 +29,32 @@ def evaluation_tasks(task_ids: list[str], n: int) -> list[str]:
 
 
 def evaluate_policy(agent: Agent, pool: EnvPool, settings: RolloutSettings, n_tasks: int, rank: int = 0,
-                    world: int = 1, skills: SkillUse | None = None, samples: int = 1) -> list[Episode]:
+                    world: int = 1, skills: SkillUse | None = None, samples: int = 1,
+                    progress: str | None = None) -> list[Episode]:
     """`samples` episodes of each of the panel's `n_tasks` tasks; every process plays its share; all episodes, gathered.
 
     `skills` (with `in_student=True`) evaluates with skills in the policy's prompt. The pool needs
-    at least `samples` envs (a task's samples play side by side).
+    at least `samples` envs (a task's samples play side by side). With `progress` (its label) a
+    progress line counts this process's finished episodes; it is gone when they are all done.
     """
     if pool.n < samples:
         raise ValueError(f"eval.samples={samples} needs as many envs; the pool has {pool.n}")
     tasks = evaluation_tasks(list(pool.call("task_ids")), n_tasks)
     mine = tasks[rank::world]
     per_call = pool.n // samples
+    bar = None
+    if progress is not None:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(mine) * samples, desc=progress, unit="episode", leave=False)
     episodes: list[Episode] = []
-    for start in range(0, len(mine), per_call):
-        episodes += collect(agent, pool, mine[start : start + per_call], samples, settings, skills=skills).episodes
+    try:
+        for start in range(0, len(mine), per_call):
+            episodes += collect(agent, pool, mine[start : start + per_call], samples, settings, skills=skills,
+                                on_finished=bar.update if bar is not None else None).episodes
+    finally:
+        if bar is not None:
+            bar.close()
     if world > 1:
         from accelerate.utils import gather_object
 

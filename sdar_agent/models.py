@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import logging
 import shutil
@@ -90,28 +91,52 @@ def embedded_model_dir(name: str, weights: bool = True) -> Path:
     source = Path(list(spec.submodule_search_locations)[0])
     if not (source / gguf_file).is_file():
         raise FileNotFoundError(f"{source / gguf_file} is missing; reinstall with: {install}")
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
-    logger.warning("Converting %s from %s (once; cached in %s)", name, gguf_file, target)
+    logger.info("converting %s from %s, once (cached in %s)", name, gguf_file, target)
     tmp = target.with_name(target.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    tokenizer = AutoTokenizer.from_pretrained(str(source), gguf_file=gguf_file)
-    if weights:
-        loaded = AutoModelForCausalLM.from_pretrained(str(source), gguf_file=gguf_file, dtype=torch.float32)
-        # A GGUF-loaded model counts as quantized and will not save; rebuild a plain one from its weights.
-        config = loaded.config
-        if hasattr(config, "quantization_config"):
-            del config.quantization_config
-        model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-        model.load_state_dict(loaded.state_dict())
-        model.generation_config = loaded.generation_config
-        model.save_pretrained(tmp)
+    with _quiet_transformers():
+        tokenizer = AutoTokenizer.from_pretrained(str(source), gguf_file=gguf_file)
+        if weights:
+            _convert_gguf_weights(source, gguf_file, tmp)
     tokenizer.save_pretrained(tmp)
     try:
         tmp.rename(target)
     except OSError:  # converted meanwhile by another process
         shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+@contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """No library progress bars while converting: transformers' own, and its GGUF reader's plain tqdm one."""
+    from transformers import modeling_gguf_pytorch_utils as gguf_utils
+    from transformers.utils import logging as hf_logging
+
+    bar = gguf_utils.tqdm
+    hf_logging.disable_progress_bar()
+    gguf_utils.tqdm = functools.partial(bar, disable=True)
+    try:
+        yield
+    finally:
+        gguf_utils.tqdm = bar
+
+
+def _convert_gguf_weights(source: Path, gguf_file: str, target: Path) -> None:
+    """The GGUF file's weights de-quantized to float32, saved as a plain HF model folder in `target`."""
+    from transformers import AutoModelForCausalLM
+
+    loaded = AutoModelForCausalLM.from_pretrained(str(source), gguf_file=gguf_file, dtype=torch.float32)
+    # A GGUF-loaded model counts as quantized and will not save; rebuild a plain one from its weights.
+    config = loaded.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.load_state_dict(loaded.state_dict())
+    model.generation_config = loaded.generation_config
+    model.save_pretrained(target)
+
 
 
 def load_tokenizer(cfg: ModelConfig) -> Any:

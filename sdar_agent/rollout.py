@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -142,11 +142,13 @@ def collect(
     traj_offset: int = 0,
     group_offset: int = 0,
     skills: SkillUse | None = None,
+    on_finished: Callable[[int], None] | None = None,
 ) -> RolloutBatch:
     """Play `group_size` rollouts of each task; return every turn as a Sample.
 
     With `skills`, each trajectory gets skills retrieved for its task at reset: in the student's
     prompt (Skill-GRPO) and/or in a teacher prompt stored with each sample (SDAR family).
+    `on_finished(n)` hears, after every turn, how many more episodes have ended (a progress line).
     """
     tokenizer, template = agent.tokenizer, agent.template
     max_tokens, history_length = settings.max_prompt_tokens, settings.history_length
@@ -187,7 +189,11 @@ def collect(
             sample = Sample(prompt, response, t.group, traj_offset + t.slot, turn, t.task_id, t.task_type, p.valid,
                             teacher_prompt_ids=teacher)
             _advance(t, results[t.slot], sample, p.action)
+        if on_finished is not None:
+            on_finished(sum(not t.alive for t in active))
 
+    if on_finished is not None:
+        on_finished(sum(t.alive for t in trajs))  # the turn limit ends the rest
     _finish(batch, trajs, traj_offset)
     return batch
 

@@ -188,16 +188,22 @@ class Trainer:
     def train(self) -> dict[str, float]:
         cfg, acc = self.cfg, self.acc
         previous = signal.signal(signal.SIGINT, self._request_stop)
+        shown = acc.is_main_process and cfg.log.progress
         progress = None
-        if acc.is_main_process and cfg.log.progress:
-            from tqdm.auto import tqdm
+        console = contextlib.ExitStack()
+        if shown:  # log lines print above the progress bars instead of through them
+            from tqdm.contrib.logging import logging_redirect_tqdm
 
-            desc = f"{cfg.name} {self.stage.name}" if cfg.sft.episodes else cfg.name
-            progress = tqdm(total=self.steps, initial=self.state.step, desc=desc, unit="step")
+            console.enter_context(logging_redirect_tqdm())
         last: dict[str, float] = {}
         try:
             if self.stage.validate_first and self.state.step == 0 and cfg.val_every:
                 self.tracker.log(0, self.validate())
+            if shown:
+                from tqdm.auto import tqdm
+
+                desc = f"{cfg.name} {self.stage.name}" if cfg.sft.episodes else cfg.name
+                progress = tqdm(total=self.steps, initial=self.state.step, desc=desc, unit="step")
             while self.state.step < self.steps and not self._stop:
                 last = self.train_step()
                 if progress is not None:
@@ -216,6 +222,7 @@ class Trainer:
             signal.signal(signal.SIGINT, previous)
             if progress is not None:
                 progress.close()
+            console.close()
             if cfg.log.plot:
                 self.tracker.plot()
         return last
@@ -471,19 +478,29 @@ class Trainer:
         cfg, acc = self.cfg, self.acc
         settings = RolloutSettings.from_config(cfg, self.template, cfg.val_temperature)
 
+        shown = acc.is_main_process and cfg.log.progress
+        label = f"{self.stage.name} validation, step {self.state.step}, {split}"
+
         def run(skills: SkillUse | None) -> list[Episode]:
             return evaluate_policy(self.agent, pool, settings, cfg.val_tasks, rank=acc.process_index,
-                                   world=acc.num_processes, skills=skills, samples=cfg.eval.samples)
+                                   world=acc.num_processes, skills=skills, samples=cfg.eval.samples,
+                                   progress=label if shown else None)
 
         student_skills = self.algorithm.skills_in_student
+        panel = evaluation_tasks(list(pool.call("task_ids")), cfg.val_tasks)
+        start = time.perf_counter()
+        if acc.is_main_process:
+            logger.info("%s: %d tasks x %d episode%s", label, len(panel), cfg.eval.samples,
+                        "s" if cfg.eval.samples > 1 else "")
         episodes = run(self.skill_use(student_skills, False))
-        report = evaluation_report(episodes, evaluation_tasks(list(pool.call("task_ids")), cfg.val_tasks),
-                                   cfg.eval.samples)
+        report = evaluation_report(episodes, panel, cfg.eval.samples)
         summary = {**report["summary"], "episodes": float(len(episodes)), "success_low": report["wilson_95"][0],
                    "success_high": report["wilson_95"][1]}
         if student_skills:  # Skill-GRPO is evaluated with and without its skills
             summary["success_rate_no_skills"] = episode_summary(run(None)).get("success_rate", 0.0)
         if acc.is_main_process:
+            logger.info("%s: %.1f%% (%d of %d won), %.0f s", label, 100 * summary.get("success_rate", 0.0),
+                        sum(e.won for e in episodes), len(episodes), time.perf_counter() - start)
             folder = self.run_dir / "validations"
             folder.mkdir(exist_ok=True)
             report.update(split=split, step=self.state.step, temperature=cfg.val_temperature)

@@ -121,10 +121,12 @@ def test_rollout_on_alfworld_forms_groups(tiny, alfworld_games, workers):
         tasks = list(pool.call("task_ids"))[:2]
         agent = Agent(HFGenerator(model, tokenizer, 8), tokenizer, template_for("sdar/ALFWorld-v0"))
         settings = RolloutSettings(Sampling(8), 2, history_length=1, max_prompt_tokens=1024)
-        batch = collect(agent, pool, tasks, 2, settings)
+        ended: list[int] = []
+        batch = collect(agent, pool, tasks, 2, settings, on_finished=ended.append)
     finally:
         pool.close()
     assert len(batch.episodes) == 4 and batch.dropped == 0
+    assert len(ended) == 3 and ended[0] == 0 and sum(ended) == 4  # after each turn, then the turn limit's
     assert {e.group for e in batch.episodes} == {0, 1} and len({e.traj for e in batch.episodes}) == 4
     assert len(batch.samples) == 8  # 4 trajectories x 2 turns (a random model never wins)
     s = batch.samples[0]
@@ -642,3 +644,24 @@ def test_an_env_of_another_package_trains_with_its_own_answer_format(tmp_path):
         "log.tensorboard=false", "log.plot=false"]))
     # a random model never writes <think>/<action>: only the env's own parser calls its answers valid
     assert rows[0]["episode/valid_action_ratio"] == 1.0 and rows[0]["val/valid_action_ratio"] == 1.0
+
+
+def test_the_first_run_is_quiet_and_says_what_each_stage_does(tmp_path, alfworld_games, lenient_template, capfd,
+                                                               caplog, monkeypatch):
+    import logging
+
+    from sdar_agent.models import embedded_model_dir
+
+    monkeypatch.setenv("SDAR_CACHE_DIR", str(tmp_path / "cache"))
+    with caplog.at_level(logging.INFO, logger="sdar_agent"):
+        embedded_model_dir("embedded:smollm2-135m-instruct")  # the one-time conversion of the embedded model
+        run_train(tmp_path, alfworld_games, "quiet", "log.progress=true", "val_every=1", "val_tasks=2", steps=1)
+    console = capfd.readouterr().err
+    for library_bar in ("de-quantizing", "Loading weights", "Writing model shards"):
+        assert library_bar not in console
+    records = [(r.levelname, r.getMessage()) for r in caplog.records if r.name.startswith("sdar_agent")]
+    assert not [m for level, m in records if level == "WARNING"], records
+    assert any(m.startswith("converting embedded:") for _, m in records)
+    said = [m for _, m in records if "validation, step" in m]
+    assert said[0] == "rl validation, step 1, valid_unseen: 2 tasks x 1 episode" and "won)" in said[1]
+    assert "episode" in console  # the validation's own progress line (games done of N)
