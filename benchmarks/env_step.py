@@ -21,6 +21,8 @@ from pathlib import Path
 
 import gymnasium as gym
 
+from sdar_agent.hardware import markdown_table
+
 
 def commands_for(game_file: Path, steps: int) -> list[str]:
     """The walkthrough without its winning command, then `look` / `inventory`: never ends early."""
@@ -100,11 +102,12 @@ def main() -> None:
     def ms(values):
         return 1000 * statistics.median(values)
 
-    print(f"ALFWorld env latency on {len(games)} games, {len(ours_step)} steps each side (median ms)")
-    print(f"{'':12s} {'sdar':>9s} {'raw tw':>9s} {'ratio':>7s}")
-    print(f"{'reset+load':12s} {ms(ours_reset):9.1f} {ms(raw_reset):9.1f} {ms(ours_reset) / ms(raw_reset):7.2f}")
-    print(f"{'step':12s} {ms(ours_step):9.1f} {ms(raw_step):9.1f} {ms(ours_step) / ms(raw_step):7.2f}")
-
+    print(f"ALFWorld env latency on {len(games)} games, {len(ours_step)} steps each side (median ms):")
+    print(markdown_table(["games", "reset+load, sdar / raw TextWorld ms", "sdar / raw", "step, sdar / raw TextWorld ms",
+                          "ratio"],
+                         [[len(games), f"{ms(ours_reset):.1f} / {ms(raw_reset):.1f}",
+                           f"{ms(ours_reset) / ms(raw_reset):.2f}",
+                           f"{ms(ours_step):.1f} / {ms(raw_step):.1f}", f"{ms(ours_step) / ms(raw_step):.2f}"]]))
 
 if __name__ == "__main__":
     main()

@@ -36,6 +36,8 @@ from typing import Any
 
 import torch
 
+from sdar_agent.hardware import markdown_table
+
 # Decoder shapes (transformers config fields); the vocabulary is the tokenizer's.
 SHAPES: dict[str, dict[str, Any]] = {
     "qwen2.5-3b": dict(model_type="qwen2", hidden_size=2048, intermediate_size=11008, num_hidden_layers=36,
@@ -238,6 +240,17 @@ def main(argv: list[str] | None = None) -> None:
           f"{first.get('rollout/samples', 0):.0f} turn samples, "
           f"{first.get('rollout/response_tokens', 0):.0f} response tokens on average")
     print(table(results, bandwidth, weights))
+    print(markdown_table(
+        ["preset, shape", "backend", "rollout s (generation)", "generation tokens/s (share of the limit)",
+         "teacher s", "update s", "train tokens/s (share of peak)", "peak memory GB"],
+        [[f"{args.preset}, {args.shape}", backend,
+          f"{r.get('perf/rollout_s', 0):.1f} ({r.get('perf/generation_s', 0):.1f})",
+          f"{r.get('perf/generation_tokens_per_s', 0):,.0f} "
+          f"({r.get('perf/generation_tokens_per_s', 0) / (r['rows_per_call'] * bandwidth / weights):.0%})",
+          f"{r.get('perf/teacher_s', 0):.1f}", f"{r.get('perf/update_s', 0):.1f}",
+          f"{r.get('perf/train_tokens_per_s', 0):,.0f} ({r.get('perf/train_peak_share') or 0:.0%})",
+          f"{r['peak_gb']:.1f}"]
+         for backend, r in results.items()], device))
     if skipped:
         print(f"not run: {', '.join(skipped)} (needs `pip install 'sdar[vllm]'` and a visible GPU)")
 

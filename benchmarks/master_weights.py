@@ -18,6 +18,7 @@ import argparse
 import torch
 
 from sdar_agent.config import ModelConfig
+from sdar_agent.hardware import markdown_table
 from sdar_agent.logprobs import pack, response_logprobs
 from sdar_agent.models import autocast, load_policy, load_tokenizer
 
@@ -53,12 +54,13 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--lr", type=float, default=1e-6)
     args = parser.parse_args()
-    print(f"{args.model}, {args.steps} AdamW steps at lr {args.lr:g}, bf16 compute; share of weights changed:")
+    print(f"{args.model}, {args.steps} AdamW steps at lr {args.lr:g}, bf16 compute: share of the weights changed")
+    rows = []
     for weights in ("bfloat16", "float32"):
         linear, norms = run(args.model, weights, args.steps, args.lr)
-        label = "bf16 storage      " if weights == "bfloat16" else "fp32 master weights"
-        print(f"  {label}: linear layers {linear:7.2%}   norm weights {norms:7.2%}")
-
+        rows.append([args.model, f"{args.steps} at lr {args.lr:g}", weights, f"{linear:.2%}", f"{norms:.2%}"])
+    print(markdown_table(["model", "AdamW steps", "weights stored in", "linear weights changed",
+                          "norm weights changed"], rows))
 
 if __name__ == "__main__":
     main()

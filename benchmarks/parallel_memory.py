@@ -35,6 +35,8 @@ from typing import Any
 
 import torch
 
+from sdar_agent.hardware import markdown_table
+
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ("ddp", "fsdp")
 DEFAULT_OVERRIDES = ["algo.name=sdar", "model.train_layers=0", "sft.episodes=0", "steps=2", "val_every=0",
@@ -128,12 +130,14 @@ def main(argv: list[str] | None = None) -> None:
     layers = f", {args.layers} layers" if args.layers else ""
     print(f"random {args.shape} model{layers} ({n / 1e6:,.0f} M parameters), {args.processes} processes, "
           f"{'GPU' if torch.cuda.is_available() else 'CPU (gloo)'}; per process, mean over processes:")
-    print(f"{'config':<6} | {'weights GB':>10} | {'grads GB':>8} | {'AdamW GB':>8} | {'B/param':>7} | "
-          f"{'peak GB':>7} | {'s/step':>6}")
+    table = []
     for config, r in rows.items():
         states = r["weights"] + r["grads"] + r["moments"]
-        print(f"{config:<6} | {r['weights'] / 1e9:>10.2f} | {r['grads'] / 1e9:>8.2f} | {r['moments'] / 1e9:>8.2f} | "
-              f"{states / n:>7.1f} | {r['peak_bytes'] / 1e9:>7.2f} | {r['wall_s']:>6.1f}")
+        table.append([f"{args.shape}{layers}, {n / 1e6:,.0f} M", config, f"{r['weights'] / 1e9:.2f}",
+                      f"{r['grads'] / 1e9:.2f}", f"{r['moments'] / 1e9:.2f}", f"{states / n:.1f}",
+                      f"{r['peak_bytes'] / 1e9:.2f}", f"{r['wall_s']:.1f}"])
+    print(markdown_table(["model", "config", "weights GB", "grads GB", "AdamW GB", "bytes / param", "peak GB",
+                          "s / step"], table))
     ddp, fsdp = rows["ddp"], rows["fsdp"]
     held = [sum(r[k] for k in ("weights", "grads", "moments")) for r in (ddp, fsdp)]
     print(f"FSDP / DDP: states held {held[1] / held[0]:.2f}x, peak {fsdp['peak_bytes'] / ddp['peak_bytes']:.2f}x, "

@@ -18,15 +18,12 @@ import time
 
 import requests
 
+from sdar_agent.hardware import markdown_table
 from sdar_envs.lucene import lucene_searcher_class
 from sdar_envs.searchqa.generator import embedded_set
 from sdar_envs.searchqa.retriever import get_retriever
 from sdar_envs.searchqa.server import create_app
 from sdar_envs.serving import BackgroundServer
-
-
-def rate(n: int, seconds: float) -> str:
-    return f"{n / seconds:9.1f} queries/s"
 
 
 def timed(fn) -> float:
@@ -68,7 +65,7 @@ def main() -> None:
     raw.search(queries[0], k=3)
     retriever.search(queries[:8], 3)
     n = len(queries)
-    print(f"{n} queries, top-3, index of {len(retriever.searcher)} passages")
+    print(f"{n} queries, top-3, index of {len(retriever.searcher)} passages; queries/s")
     rows = {
         "pyserini raw, one at a time": timed(lambda: [raw.search(q, k=3) for q in queries]),
         "ours, one at a time": timed(lambda: [retriever.search([q], 3) for q in queries]),
@@ -77,16 +74,16 @@ def main() -> None:
         ),
         "ours, batches of 64": timed(lambda: [retriever.search(queries[i : i + 64], 3) for i in range(0, n, 64)]),
     }
-    for name, seconds in rows.items():
-        print(f"  {name:40s} {rate(n, seconds)}")
-    print(
-        f"  ours / raw, one at a time: {rows['pyserini raw, one at a time'] / rows['ours, one at a time']:.2f}; "
-        f"batched: {rows['pyserini raw batch_search (2 threads)'] / rows['ours, batches of 64']:.2f}"
-    )
     server = BackgroundServer(create_app(retriever), threads=32)
-    url = server.url
-    for clients in [int(c) for c in args.clients.split(",")]:
-        print(f"  {'server, ' + str(clients) + ' concurrent clients':40s} {rate(n, load(url, queries, clients))}")
+    clients = [int(c) for c in args.clients.split(",")]
+    served = [n / load(server.url, queries, k) for k in clients]
+    one, batched = rows["pyserini raw, one at a time"], rows["pyserini raw batch_search (2 threads)"]
+    print(markdown_table(
+        ["passages", "one at a time: raw / ours", "ours / raw", "batched: raw / ours (64)", "ours / raw",
+         *(f"server, {k} clients" for k in clients)],
+        [[len(retriever.searcher), f"{n / one:.0f} / {n / rows['ours, one at a time']:.0f}",
+          f"{one / rows['ours, one at a time']:.2f}", f"{n / batched:.0f} / {n / rows['ours, batches of 64']:.0f}",
+          f"{batched / rows['ours, batches of 64']:.2f}", *(f"{q:.0f}" for q in served)]]))
     server.close()
 
 

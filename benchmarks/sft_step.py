@@ -21,6 +21,7 @@ import torch
 from train_step import matmul_peak_gflops  # the script's own folder, benchmarks/, is on sys.path
 
 from sdar_agent.config import load_config
+from sdar_agent.hardware import markdown_table
 from sdar_agent.models import compute_dtype
 from sdar_agent.stages import SFT
 from sdar_agent.trainer import Trainer
@@ -65,17 +66,16 @@ def main() -> None:
     dtype = compute_dtype(load_config(args.preset, overrides).model, torch.device("cpu"))
     peak = matmul_peak_gflops(dtype=dtype)
     name = str(dtype).removeprefix("torch.")
-    print(f"preset {args.preset}, {torch.get_num_threads()} threads, computing in {name} "
-          f"(model.compute_dtype), {name} matmul peak {peak:.0f} GFLOP/s")
-    baseline = None
+    print(f"preset {args.preset}, computing in {name} (model.compute_dtype), {name} matmul peak {peak:.0f} GFLOP/s")
+    baseline, rows = None, []
     for layers in args.train_layers:
         tps, step_s, total, trained = time_sft(args.preset, layers, args.steps, overrides)
         flops = (2 * total + 4 * trained) * tps / 1e9
         baseline = baseline or tps
-        print(f"train_layers={layers:<3d} ({trained / 1e6:5.1f}M of {total / 1e6:.0f}M trained): {tps:7.1f} tok/s, "
-              f"{step_s:6.1f} s/step, {flops:6.1f} GFLOP/s = {flops / peak:5.1%} of peak, "
-              f"{tps / baseline:4.2f}x the first setting")
-
+        rows.append([f"{args.preset}, {name}", f"{layers} ({trained / 1e6:.1f} M of {total / 1e6:.0f} M)",
+                     f"{tps:.1f}", f"{step_s:.1f}", f"{flops:.1f} ({flops / peak:.0%})", f"{tps / baseline:.2f}x"])
+    print(markdown_table(["preset, compute", "train_layers (trained)", "train tokens/s", "s / step",
+                          "GFLOP/s (share of peak)", "vs the first row"], rows))
 
 if __name__ == "__main__":
     main()

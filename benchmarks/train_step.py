@@ -31,6 +31,7 @@ import torch
 
 from sdar_agent.config import ModelConfig
 from sdar_agent.generation import HFGenerator, Sampling
+from sdar_agent.hardware import markdown_table
 from sdar_agent.logprobs import pack, response_logprobs
 from sdar_agent.losses import ppo_clip_loss
 from sdar_agent.models import load_policy, load_tokenizer
@@ -187,12 +188,9 @@ def main() -> None:
     params = sum(p.numel() for p in model.parameters())
     prompts = alfworld_like_prompts(tokenizer, args.envs)
     print(f"model {args.model} ({params / 1e6:.0f}M params), {args.envs} envs, prompts of "
-          f"{sum(map(len, prompts)) / len(prompts):.0f} tokens, {args.new_tokens} new tokens, "
-          f"{torch.get_num_threads()} threads")
-
+          f"{sum(map(len, prompts)) / len(prompts):.0f} tokens, {args.new_tokens} new tokens, float32; "
+          f"SDAR / GRPO with {' '.join(args.set) or 'the demo preset'}")
     ours_tps, naive_tps = bench_generation(model, tokenizer, prompts, args.new_tokens)
-    print(f"rollout generation: batched {ours_tps:7.1f} tok/s | one env at a time {naive_tps:7.1f} tok/s | "
-          f"speed-up {ours_tps / naive_tps:5.2f}x")
 
     responses = HFGenerator(model, tokenizer, len(prompts))(prompts, Sampling(args.new_tokens, greedy=True))
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-6)
@@ -201,32 +199,32 @@ def main() -> None:
     tokens = sum(len(p) + len(r) for p, r in zip(prompts, responses, strict=True))
     peak = matmul_peak_gflops()
     achieved = 6 * params * tokens / seconds / 1e9
-    print(f"train step: {tokens / seconds:7.1f} tok/s (forward+backward+AdamW), {achieved:6.1f} GFLOP/s = "
-          f"{achieved / peak:5.1%} of the {peak:.0f} GFLOP/s fp32 matmul peak")
 
     grpo_s, sdar_s, teacher_s = sdar_over_grpo(args.model, prompts, responses, tokenizer, args.micro,
                                                overrides=tuple(args.set))
-    print(f"SDAR step / GRPO step on the same batch ({' '.join(args.set) or 'demo preset'}): {sdar_s:6.1f}s / "
-          f"{grpo_s:6.1f}s = {sdar_s / grpo_s:5.2f} (teacher pass {teacher_s:.1f}s; tasks of 4 samples)")
     # the demo's RL step: one task, 4 rollouts over several turns, so several micro-batches per task
     one_task = alfworld_like_prompts(tokenizer, 4 * args.envs // 2, per_task=4 * args.envs // 2)
     one_task_responses = HFGenerator(model, tokenizer, len(one_task))(
         one_task, Sampling(args.new_tokens, greedy=True))
-    grpo_s, sdar_s, teacher_s = sdar_over_grpo(args.model, one_task, one_task_responses, tokenizer, args.micro,
-                                               per_task=len(one_task), overrides=tuple(args.set))
-    print(f"SDAR step / GRPO step, one task's {len(one_task)} samples: {sdar_s:6.1f}s / {grpo_s:6.1f}s = "
-          f"{sdar_s / grpo_s:5.2f} (teacher pass {teacher_s:.1f}s)")
-    if args.skip_trl:
-        return
-    result = bench_trl(cfg, tokenizer, n_prompts=max(1, args.envs // 4), group=4, new_tokens=args.new_tokens,
-                       micro=args.micro)
-    if result is None:
-        print("TRL GRPOTrainer: not installed (pip install trl datasets) - comparison skipped")
-        return
-    ours_s, trl_s = result
-    print(f"one GRPO step (generation + update), same model/prompts/group/lengths: ours {ours_s:6.1f}s | "
-          f"TRL GRPOTrainer {trl_s:6.1f}s | TRL / ours {trl_s / ours_s:5.2f}")
-
+    grpo1_s, sdar1_s, teacher1_s = sdar_over_grpo(args.model, one_task, one_task_responses, tokenizer, args.micro,
+                                                  per_task=len(one_task), overrides=tuple(args.set))
+    trl = "skipped (--skip-trl)"
+    if not args.skip_trl:
+        result = bench_trl(cfg, tokenizer, n_prompts=max(1, args.envs // 4), group=4, new_tokens=args.new_tokens,
+                           micro=args.micro)
+        if result is not None:
+            trl = f"{result[1]:.1f} / {result[0]:.1f} s = {result[1] / result[0]:.2f}x"
+        else:
+            trl = "not installed"
+    print(markdown_table(
+        ["model", "generation tokens/s: batched / one env at a time", "update: train tokens/s (share of fp32 peak)",
+         "SDAR / GRPO update, tasks of 4 (teacher)",
+         f"SDAR / GRPO update, one task's {len(one_task)} samples (teacher)",
+         "one GRPO step, TRL / ours"],
+        [[args.model, f"{ours_tps:.1f} / {naive_tps:.1f} = {ours_tps / naive_tps:.2f}x",
+          f"{tokens / seconds:.1f} ({achieved / peak:.0%} of {peak:.0f} GFLOP/s)",
+          f"{sdar_s:.1f} / {grpo_s:.1f} s = {sdar_s / grpo_s:.2f}x ({teacher_s:.1f} s)",
+          f"{sdar1_s:.1f} / {grpo1_s:.1f} s = {sdar1_s / grpo1_s:.2f}x ({teacher1_s:.1f} s)", trl]]))
 
 if __name__ == "__main__":
     main()

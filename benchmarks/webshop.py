@@ -20,6 +20,7 @@ import time
 
 import requests
 
+from sdar_agent.hardware import markdown_table
 from sdar_envs.serving import BackgroundServer
 from sdar_envs.webshop.env import WebShopEnv
 from sdar_envs.webshop.server import create_app, get_shop
@@ -99,16 +100,15 @@ def main() -> None:
             steps[name] += n
             seconds[name] += s
     print(f"catalog: {shop.catalog.name} ({len(shop.catalog.products)} products), {args.episodes} oracle episodes, "
-          f"{steps['http']} steps each way")
+          f"{steps['http']} steps each way; then {args.seconds:.0f} s of load per client count "
+          f"(waitress, {args.threads} threads)")
     rates = {name: steps[name] / seconds[name] for name in steps}
-    for name, rate in rates.items():
-        print(f"  env steps/s {name:>10}: {rate:8.1f}  ({1000 / rate:.2f} ms/step)")
-    print(f"  http / in-process: {rates['http'] / rates['in-process']:.2f}")
-
-    print(f"server throughput (waitress, {args.threads} threads), {args.seconds:.0f} s per row:")
-    for clients in [int(c) for c in args.clients.split(",")]:
-        rps, median_ms = load(base_url, plans, clients, args.seconds)
-        print(f"  {clients:>3} concurrent sessions: {rps:8.1f} requests/s, median latency {median_ms:.1f} ms")
+    loads = [(clients, *load(base_url, plans, clients, args.seconds)) for clients in map(int, args.clients.split(","))]
+    print(markdown_table(
+        ["catalog", "env steps/s in-process / over HTTP", "HTTP / in-process",
+         *(f"{clients} sessions: requests/s, median ms" for clients, _, _ in loads)],
+        [[shop.catalog.name, f"{rates['in-process']:.0f} / {rates['http']:.0f}",
+          f"{rates['http'] / rates['in-process']:.2f}", *(f"{rps:.0f}, {ms:.1f}" for _, rps, ms in loads)]]))
     server.close()
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
+from collections.abc import Sequence
 
 import torch
 
@@ -122,3 +123,15 @@ def measured_on(device: torch.device | None = None) -> str:
     import datetime
 
     return f"| {datetime.date.today().isoformat()} | {describe_machine(device)} | {commit_id()} |"
+
+
+def markdown_table(columns: Sequence[str], rows: Sequence[Sequence[object]], device: torch.device | None = None) -> str:
+    """A benchmark's result as a Markdown table whose rows start with the date, the machine and the commit.
+
+    The rows go into docs/benchmarks.md as printed; the machine (with its measured matmul peaks) is
+    described once for all of them.
+    """
+    start = measured_on(device)
+    lines = ["| date | machine | commit | " + " | ".join(columns) + " |", "|---" * (len(columns) + 3) + "|"]
+    lines += [f"{start} " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)

@@ -18,10 +18,12 @@ def test_fsdp_holds_half_the_states_of_ddp_on_two_processes(alfworld_games, caps
     spec.loader.exec_module(module)
     module.main(["--shape", "tiny", "--layers", "0", f"env.kwargs={{data_dir: {alfworld_games}}}",
                  "env.num_workers=0", "rollout.max_response_tokens=8"])
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
     rows = {}
-    for line in capsys.readouterr().out.splitlines():
-        cells = [c.strip() for c in line.split("|")]
-        if len(cells) == 7 and cells[0] in ("ddp", "fsdp"):
-            rows[cells[0]] = cells
-    assert rows["ddp"][4] == "16.0" and rows["fsdp"][4] == "8.0"  # bytes per parameter: float32 + AdamW
-    assert float(rows["ddp"][5]) > 0 and float(rows["fsdp"][6]) > 0
+    for line in lines[1:]:
+        row = dict(zip(header, (c.strip() for c in line.strip("|").split("|")), strict=True))
+        rows[row["config"]] = row
+    assert header[:3] == ["date", "machine", "commit"] and "cores" in rows["ddp"]["machine"]
+    assert rows["ddp"]["bytes / param"] == "16.0" and rows["fsdp"]["bytes / param"] == "8.0"  # float32 + AdamW
+    assert float(rows["ddp"]["peak GB"]) > 0 and float(rows["fsdp"]["s / step"]) > 0
