@@ -88,8 +88,7 @@ class ModelConfig:
     """Train only the top N transformer blocks and the final norm (the embeddings, the LM head and the
     lower blocks stay frozen, so backward stops at block N from the top); 0, or N at least the model's
     depth, trains all weights. A
-    speed knob for small machines: on a 2-core CPU training the top 10 of SmolLM2's 30 blocks is
-    about twice as fast as training all of them."""
+    speed knob for small machines (`benchmarks/sft_step.py` times several values)."""
     gradient_checkpointing: bool = False
     """Recompute activations in backward: less memory, about a third more compute."""
     trust_remote_code: bool = False

@@ -19,8 +19,8 @@ logger = logging.getLogger(__name__)
 BF16_WORTH_IT = 1.5
 """How much faster than float32 a CPU's bfloat16 matmul must be for bfloat16 passes to pay there.
 
-The demo's bf16 SFT steps ran 2.2x faster than float32 on this project's CPU, whose bf16 matmul
-(AVX512-BF16) is ~3.7x its float32 one; the elementwise work around the products gains less.
+A training step gains less than its matmuls do (the elementwise work around the products gains
+little); `benchmarks/sft_step.py` measures both dtypes' steps.
 """
 
 # dense bf16/fp16 tensor-core peak, FLOP/s, by a substring of torch.cuda.get_device_name()

@@ -10,11 +10,11 @@ option or price clause), opens the first result on the page that fully meets the
 product, or another product with every asked attribute and option within the budget: WebShop's
 score is 1.0 for either), pages on, and only when the results miss one searches the goal product's
 full name; then it clicks each option the instruction asks for, in the instruction's order, and
-buys. On the embedded catalog the first such result is the top result for 64 % of the validation
-goals and one of the top two for 87 % (the goal product itself is the top result for 15 %), so its
-choices are ones a student can learn from the page. Its thoughts name what the prompt shows: the
-result's place on the page, its id and its name, each option as the instruction writes it (`size: 6
-feet`) and the option the page says was clicked last.
+buys. Its choices are ones a student can learn from the page: the first fitting result is most
+often the top one (docs/benchmarks.md, "Experts"), where the goal product itself seldom is. Its
+thoughts name what the prompt shows: the result's place on the page, its id and its name, each
+option as the instruction writes it (`size: 6 feet`) and the option the page says was clicked
+last.
 """
 
 from __future__ import annotations
