@@ -1,4 +1,4 @@
-"""The README's Python blocks run as written and print what their comments say (on a small generated set).
+"""The Python blocks of the README and docs/ run as written and print what their comments say (small data).
 
 A `print(...)` line whose comment does not start with "e.g." states its output: the comment up to
 ", and" / " and " (the rest describes what varies), with "..." standing for any text.
@@ -11,8 +11,11 @@ from pathlib import Path
 
 import pytest
 
-README = Path(__file__).resolve().parents[2] / "README.md"
-BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
+ROOT = Path(__file__).resolve().parents[2]
+README = ROOT / "README.md"
+PAGES = [README, *sorted((ROOT / "docs").rglob("*.md"))]
+BLOCKS = [(page.relative_to(ROOT), block) for page in PAGES
+          for block in re.findall(r"```python\n(.*?)```", page.read_text(), re.S)]
 _PRINT = re.compile(r"^\s*print\(.*\)\s*#\s*(?P<comment>.*)$")
 
 
@@ -46,8 +49,9 @@ def matches(printed: str, stated: str) -> bool:
 
 
 def test_readme_has_python_examples():
-    assert len(BLOCKS) >= 2
-    assert sum(s is not None for b in BLOCKS for s in stated_outputs(b)) >= 4  # results the README promises
+    in_readme = [b for page, b in BLOCKS if page == Path("README.md")]
+    assert in_readme and len(BLOCKS) >= 8
+    assert sum(s is not None for _, b in BLOCKS for s in stated_outputs(b)) >= 8  # results the pages promise
 
 
 def test_the_checker_can_fail():
@@ -57,7 +61,7 @@ def test_the_checker_can_fail():
     assert stated_outputs('print(x)  # 1.0 True, and the category\nprint(y)  # e.g. 3') == ["1.0 True", None]
 
 
-@pytest.mark.parametrize("index", range(len(BLOCKS)))
+@pytest.mark.parametrize("index", range(len(BLOCKS)), ids=[f"{page}-{i}" for i, (page, _) in enumerate(BLOCKS)])
 def test_readme_block_prints_what_it_says(index, alfworld_games, monkeypatch):
     monkeypatch.setenv("ALFWORLD_DATA", str(alfworld_games))
     printed: list[str] = []
@@ -65,11 +69,12 @@ def test_readme_block_prints_what_it_says(index, alfworld_games, monkeypatch):
     def record(*args, sep=" ", **kwargs):
         printed.append(sep.join(str(a) for a in args))
 
-    exec(compile(BLOCKS[index], f"README.md[python block {index}]", "exec"), {"print": record})
-    stated = stated_outputs(BLOCKS[index])
+    page, block = BLOCKS[index]
+    exec(compile(block, f"{page}[python block {index}]", "exec"), {"print": record})
+    stated = stated_outputs(block)
     assert len(printed) == len(stated), "a README example prints in a loop: state its output another way"
     for got, want in zip(printed, stated, strict=True):
-        assert want is None or matches(got, want), f"README says {want!r}, the code printed {got[:200]!r}"
+        assert want is None or matches(got, want), f"{page} says {want!r}, the code printed {got[:200]!r}"
 
 
 def test_ci_runs_the_readme_test_command():
