@@ -104,7 +104,7 @@ def main() -> None:
 
     print(f"ALFWorld env latency on {len(games)} games, {len(ours_step)} steps each side (median ms):")
     print(markdown_table(["games", "reset+load, sdar / raw TextWorld ms", "sdar / raw", "step, sdar / raw TextWorld ms",
-                          "ratio"],
+                          "sdar / raw"],
                          [[len(games), f"{ms(ours_reset):.1f} / {ms(raw_reset):.1f}",
                            f"{ms(ours_reset) / ms(raw_reset):.2f}",
                            f"{ms(ours_step):.1f} / {ms(raw_step):.1f}", f"{ms(ours_step) / ms(raw_step):.2f}"]]))

@@ -165,7 +165,8 @@ def evaluate_checkpoint(cfg: TrainConfig, checkpoint: Path | None, split: str, t
         panel = evaluation_tasks(list(pool.call("task_ids")), tasks)
         available = len(pool.call("task_ids"))
         settings = RolloutSettings.from_config(cfg, agent.template, cfg.val_temperature)
-        episodes = evaluate_policy(agent, pool, settings, n_tasks=tasks, samples=samples)
+        episodes = evaluate_policy(agent, pool, settings, n_tasks=tasks, samples=samples,
+                                   progress=f"evaluation, {split}" if cfg.log.progress else None)
     finally:
         pool.close()
     result = {"env": cfg.env.id, "env_kwargs": cfg.env.kwargs, "split": split, "tasks_available": available,

@@ -165,6 +165,8 @@ def collect(
         if skills is not None and t.alive:
             t.skills = skills.selector.retrieve(t.task_type, t.task)
     student_skills = skills is not None and skills.in_student
+    if on_finished is not None:
+        on_finished(sum(not t.alive for t in trajs))  # envs that failed to reset
 
     for turn in range(settings.max_turns):
         active = [t for t in trajs if t.alive]
